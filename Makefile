@@ -1,0 +1,47 @@
+# lenet-bench — every target sets itself up (.venv from pyproject.toml, datasets) and reuses it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LB := $(VENV)/bin/lenet-bench
+STAMP := $(VENV)/.installed
+# PROFILE: empty = full on a CUDA machine, quick on the CPU. `make bench PROFILE=full` forces it.
+PROFILE ?=
+RESULTS ?= results
+QUIET := $(if $(CI),--quiet,)
+
+.PHONY: setup data bench report test check lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(LB) data
+
+bench: data
+	@profile="$(PROFILE)"; \
+	if [ -z "$$profile" ]; then \
+	  if $(PY) -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then \
+	    profile=full; echo "CUDA available: running profile full"; \
+	  else \
+	    profile=quick; echo "no CUDA device: running profile quick on the CPU (make bench PROFILE=full forces full)"; \
+	  fi; \
+	fi; \
+	$(LB) run --suite variants --profile $$profile --results $(RESULTS) $(QUIET)
+	$(LB) report --results $(RESULTS)
+
+report: setup
+	$(LB) report --results $(RESULTS)
+
+test: data
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks *.egg-info

@@ -1,0 +1,332 @@
+"""`lenet-bench` command line: list, show, data, run, report.
+
+User mistakes print one line `lenet-bench: error: …` and exit 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+from bench.errors import UsageError  # noqa: E402
+
+PROG = "lenet-bench"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.suites import PROFILES
+
+    p = _Parser(prog=PROG, description="Train and compare LeNet-family networks reproducibly.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ls = sub.add_parser("list", help="variants (params, FLOPs, recipe), suites and profiles")
+    ls.add_argument("pattern", nargs="?", help="fnmatch filter on variant names")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sh = sub.add_parser("show", help="a variant's layer-by-layer shapes and parameters")
+    sh.add_argument("variant")
+    sh.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    da = sub.add_parser("data", help="fetch and verify both datasets")
+    da.add_argument("--data-root", help="default ./data or $LENET_BENCH_DATA")
+    da.add_argument("--verify", action="store_true", help="only verify, fetch nothing")
+    da.add_argument("--datasets", nargs="+", default=None, metavar="NAME")
+
+    ru = sub.add_parser("run", help="train a suite's runs and append their records")
+    ru.add_argument("--suite", required=True)
+    ru.add_argument("--profile", default="quick", help=", ".join(PROFILES))
+    ru.add_argument("--variants", default=None, metavar="PATTERN", help="fnmatch, comma-sep")
+    ru.add_argument("--datasets", nargs="+", default=None, metavar="NAME")
+    ru.add_argument("--seeds", type=int, default=None, metavar="N")
+    ru.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ru.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
+    ru.add_argument("--results", default="results", metavar="DIR")
+    ru.add_argument("--data-root", default=None)
+    ru.add_argument("--dry-run", action="store_true", help="list runs and which are done")
+    ru.add_argument("--force", action="store_true", help="re-run runs that already have records")
+    ru.add_argument("--yes", action="store_true", help="allow a very large grid")
+    ru.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
+
+    rp = sub.add_parser("report", help="render the summary from the records")
+    rp.add_argument("--results", default="results", metavar="DIR")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {
+            "list": cmd_list,
+            "show": cmd_show,
+            "data": cmd_data,
+            "run": cmd_run,
+            "report": cmd_report,
+        }[args.command]
+        return handler(args)
+    except UsageError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted; finished runs are recorded, re-run to resume", 130)
+    except Exception as e:  # a data problem is the user's to fix, with the command to run
+        from bench.data import DataError
+
+        if isinstance(e, DataError):
+            return _fail(str(e))
+        raise
+
+
+# --- list / show ----------------------------------------------------------------------------
+
+def variant_info(name: str) -> dict[str, Any]:
+    import torch
+
+    from bench.metrics import flops_per_example
+    from variants import count_total_params, count_trainable_params, create_variant, get_spec
+
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = create_variant(name)
+    x = torch.zeros(1, 1, model.input_size, model.input_size)
+    pub = spec.published
+    return {
+        "name": name,
+        "family": spec.family,
+        "params": count_trainable_params(model),
+        "params_total": count_total_params(model),
+        "params_declared": spec.params,
+        "flops_per_example": flops_per_example(model, x),
+        "input_size": model.input_size,
+        "in_default_suites": spec.in_default_suites,
+        "recipe": spec.recipe.to_dict(),
+        "transform": spec.recipe.transform.describe(),
+        "published": None if pub is None else {
+            "metric": pub.metric, "value": pub.value, "dataset": pub.dataset, "note": pub.note
+        },
+        "source": spec.source,
+        "description": spec.description,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.defaults.items()},
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.suites import PROFILES, available_suites
+    from variants import list_variants
+
+    names = list_variants(args.pattern)
+    if args.pattern and not names:
+        raise UsageError(f"no variant matches {args.pattern!r}; variants: "
+                         f"{', '.join(list_variants())}")
+    infos = [variant_info(n) for n in names]
+    if args.json:
+        out = {
+            "variants": infos,
+            "suites": available_suites(),
+            "profiles": {k: v.description for k, v in PROFILES.items()},
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = []
+    for i in infos:
+        r = i["recipe"]
+        pub = i["published"]
+        pub_s = "–" if not pub or pub["value"] is None else f"{pub['metric']} {pub['value']:g}"
+        rows.append([
+            i["name"], f"{i['params']:,}", f"{i['flops_per_example']:,}",
+            f"{i['input_size']}²", r["dataset"],
+            f"{r['optimizer']} lr {r['lr']:g} bs {r['batch_size']} × {r['num_epochs']} ep",
+            pub_s + ("" if i["in_default_suites"] else " (not in default suites)"),
+        ])
+    print(tabulate(rows, headers=["variant", "params", "FLOPs/ex", "input", "dataset",
+                                  "recipe", "published"], tablefmt="simple"))
+    print(f"\nsuites: {', '.join(available_suites())}")
+    print("profiles: " + "; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import torch
+    from tabulate import tabulate
+
+    from bench.config import coerce as coerce_value
+    from bench.config import model_param_types, parse_assignments
+    from variants import count_trainable_params, create_variant
+    from variants.base import count_own_params
+    from variants.registry import VariantError
+
+    overrides = parse_assignments(args.set)
+    try:
+        types = model_param_types(args.variant)
+        kw = {}
+        for k, v in overrides.items():
+            if k not in types:
+                raise UsageError(f"variant {args.variant!r} has no option {k!r}; valid: "
+                                 f"{', '.join(types) or 'none'}")
+            kw[k] = coerce_value(k, v, types[k])
+        model = create_variant(args.variant, **kw)
+    except VariantError as e:
+        raise UsageError(str(e)) from None
+    rows: list[list[str]] = []
+    hooks = []
+    x = torch.zeros(1, 1, model.input_size, model.input_size)
+    rows.append(["input", "", str(tuple(x.shape[1:])), "0"])
+
+    def make_hook(name: str, mod: torch.nn.Module) -> Any:
+        def hook(_m: Any, _i: Any, out: torch.Tensor) -> None:
+            own = count_own_params(mod)
+            rows.append([name, type(mod).__name__, str(tuple(out.shape[1:])), f"{own:,}"])
+        return hook
+
+    for name, mod in model.named_modules():
+        if name and not list(mod.children()):
+            hooks.append(mod.register_forward_hook(make_hook(name, mod)))
+        elif name and any(True for _ in mod.parameters(recurse=False)):
+            hooks.append(mod.register_forward_hook(make_hook(name, mod)))
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    print(f"{args.variant}: input {model.input_size}×{model.input_size}, "
+          f"{count_trainable_params(model):,} trainable parameters")
+    print(tabulate(rows, headers=["layer", "type", "output shape", "params"], tablefmt="simple"))
+    return 0
+
+
+# --- data -----------------------------------------------------------------------------------
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data import DATASETS, ensure_dataset, resolve_data_root, verify_dataset
+
+    root = resolve_data_root(args.data_root)
+    names = args.datasets or list(DATASETS)
+    bad = [n for n in names if n not in DATASETS]
+    if bad:
+        raise UsageError(f"unknown dataset {bad[0]!r}; valid: {', '.join(DATASETS)}")
+    failed = False
+    for name in names:
+        if args.verify:
+            status = verify_dataset(name, root)
+            for f, s in status.items():
+                print(f"{name}: {f}: {s}")
+            failed |= any(s != "ok" for s in status.values())
+        else:
+            raw = ensure_dataset(name, root, log=lambda m: print(m, flush=True))
+            print(f"{name}: ready in {raw}")
+    if failed:
+        return _fail(f"verification failed under {root}; fix with: lenet-bench data "
+                     f"--data-root {root}")
+    return 0
+
+
+# --- run ------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import parse_assignments
+    from bench.data import ensure_dataset, resolve_data_root
+    from bench.records import finished_ids, locked, remove_records, runs_path
+    from bench.runner import execute_plan
+    from bench.suites import MAX_RUNS_WITHOUT_YES, expand, get_profile, load_suite
+
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be ≥ 1, got {args.seeds}")
+    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UsageError(f"unknown device {args.device!r}; valid: auto, cpu, cuda")
+    device = _resolve_device(args.device)
+    suite = load_suite(args.suite)
+    profile = get_profile(args.profile)
+    overrides = parse_assignments(args.set)
+    plan = expand(suite, profile, variants=args.variants, datasets=args.datasets,
+                  seeds=args.seeds, overrides=overrides, device=device)
+    if len(plan) > MAX_RUNS_WITHOUT_YES and not args.yes and not args.dry_run:
+        raise UsageError(f"{len(plan)} runs is more than {MAX_RUNS_WITHOUT_YES}; "
+                         "narrow it (--variants, --seeds) or pass --yes")
+    results = Path(args.results)
+    path = runs_path(results, suite.name, profile.name)
+    done = finished_ids(path)
+    todo = [r for r in plan if args.force or r.run_id not in done]
+    if args.dry_run:
+        for r in plan:
+            state = "done" if r.run_id in done else "todo"
+            ov = ",".join(f"{k}={v}" for k, v in sorted(r.overrides.items()))
+            print(f"{state}  {r.run_id}  {r.config.variant:<16} {r.config.dataset:<14} "
+                  f"seed={r.config.seed} epochs={r.config.num_epochs} {ov}")
+        print(f"{len(plan)} runs: {len(plan) - len(todo)} done, {len(todo)} to train "
+              f"(suite {suite.name}, profile {profile.name}, device {device})")
+        return 0
+    if not todo:
+        print(f"nothing to train: all {len(plan)} runs of suite {suite.name}, profile "
+              f"{profile.name} already have records in {path} (use --force to re-run)")
+    else:
+        root = resolve_data_root(args.data_root)
+        for ds in sorted({r.config.dataset for r in todo}):
+            ensure_dataset(ds, root, log=lambda m: None if args.quiet else print(m))
+        with locked(path, timeout=0.5):
+            if args.force:
+                remove_records(path, {r.run_id for r in todo})
+            print(f"suite {suite.name}, profile {profile.name}: {len(todo)} to train, "
+                  f"{len(plan) - len(todo)} already done; device {device}", flush=True)
+            t0 = time.perf_counter()
+            counts = execute_plan(todo, results, root, quiet=args.quiet)
+            wall = time.perf_counter() - t0
+        print(f"trained {len(todo)} runs in {wall:.1f} s: " +
+              ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    from report.summary import summary_rows, write_summary
+
+    out = write_summary(results)
+    _print_suite_summary(path, summary_rows)
+    print(f"records: {path}\nsummary: {out}")
+    return 0
+
+
+def _print_suite_summary(path: Path, summary_rows: Any) -> None:
+    from tabulate import tabulate
+
+    from bench.records import latest_by_id, read_records
+    from report.summary import HEADERS
+
+    recs = list(latest_by_id(read_records(path)).values())
+    if recs:
+        print(tabulate(summary_rows(recs), headers=HEADERS, tablefmt="simple"))
+
+
+def _resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use cpu")
+    return name
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from report.summary import write_summary
+
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UsageError(f"no results directory {results}; run `lenet-bench run` first")
+    out = write_summary(results)
+    print(out.read_text())
+    print(f"wrote {out}")
+    return 0

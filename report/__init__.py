@@ -1,0 +1,1 @@
+"""Reports rendered from run records: tables, figures, Markdown/HTML."""

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real data root (fetched by `make data`) and a small-run CLI helper."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real datasets, verified (fetched on first use if `make data` did not run)."""
+    from bench.data import ensure_dataset, resolve_data_root
+
+    root = resolve_data_root(None)
+    if not root.is_absolute():
+        root = (REPO / root).resolve()
+    for name in ("mnist", "fashion-mnist"):
+        ensure_dataset(name, root, log=lambda m: None)
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGS` in a subprocess (exit code and stderr as a user sees them)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd or REPO, capture_output=True,
+        text=True, timeout=timeout, env=env,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
