@@ -35,6 +35,7 @@ def make_record(run: PlannedRun, body: dict[str, Any], started: str) -> dict[str
         "question": run.question,
         "factor": run.factor,
         "factor_value": run.factor_value,
+        "memberships": run.memberships,
         "overrides": run.overrides,
         "variant": cfg.variant,
         "dataset": cfg.dataset,

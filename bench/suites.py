@@ -92,6 +92,9 @@ class PlannedRun:
     factor_value: Any
     overrides: dict[str, Any]
     config: RunConfig
+    # Every (group, question, factor, factor_value) this run answers: a shared baseline (e.g.
+    # kernel 5 = channels [6,16] = lr 0.1) is trained once and counted in each of its groups.
+    memberships: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -231,7 +234,7 @@ def expand(
     if bad:
         raise UsageError(f"unknown dataset {bad[0]!r}; valid: {', '.join(DATASET_NAMES)}")
     plan: list[PlannedRun] = []
-    seen: set[str] = set()
+    seen: dict[str, PlannedRun] = {}
     for group in suite.groups:
         tweaks = {**suite.profiles.get(profile.name, {}), **group.profiles.get(profile.name, {})}
         n_seeds = seeds if seeds is not None else tweaks.get("seeds", profile.seeds)
@@ -252,22 +255,24 @@ def expand(
                     continue
                 for combo in combos:
                     ov = {**group.fixed, **dict(zip(keys, combo, strict=True)), **(overrides or {})}
-                    fval = ov.get(group.factor) if group.factor else None
+                    fval = factor_value(group.factor, ov)
+                    member = {"group": group.name, "question": group.question,
+                              "factor": group.factor, "factor_value": fval}
                     for seed in range(n_seeds):
                         cfg = resolve_config(
                             vname, ds, seed, ov, profile_defaults=pdefaults, device=device
                         )
                         rid = cfg.run_id()
-                        if rid in seen:
-                            continue  # the same run asked for twice (e.g. a shared baseline)
-                        seen.add(rid)
-                        plan.append(
-                            PlannedRun(
-                                suite=suite.name, profile=profile.name, group=group.name,
-                                question=group.question, factor=group.factor,
-                                factor_value=fval, overrides=ov, config=cfg,
-                            )
+                        if rid in seen:  # the same run asked for twice (a shared baseline)
+                            if member not in seen[rid].memberships:
+                                seen[rid].memberships.append(member)
+                            continue
+                        seen[rid] = PlannedRun(
+                            suite=suite.name, profile=profile.name, group=group.name,
+                            question=group.question, factor=group.factor,
+                            factor_value=fval, overrides=ov, config=cfg, memberships=[member],
                         )
+                        plan.append(seen[rid])
     if not plan:
         raise UsageError(
             f"suite {suite.name!r} has no runs for variants={variants!r} datasets={datasets!r}; "
@@ -275,6 +280,17 @@ def expand(
         )
     _check_builds(plan)
     return plan
+
+
+def factor_value(factor: str | None, overrides: dict[str, Any]) -> Any:
+    """The level of the varied factor; several factors ("activation,pool") join with '/'."""
+    if not factor:
+        return None
+    keys = [k.strip() for k in factor.split(",")]
+    vals = [overrides.get(k) for k in keys]
+    if len(keys) == 1:
+        return vals[0]
+    return "/".join(str(v) for v in vals)
 
 
 def _check_builds(plan: list[PlannedRun]) -> None:

@@ -1,0 +1,127 @@
+"""Records → groups of seeds: what every section of the report is computed from.
+
+A group is one (suite, profile, dataset, variant, overrides) cell; its seeds are the sample.
+Every ordering here is explicit so the same records always give the same report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.records import all_runs_files, latest_by_id, read_records
+from report.stats import summarize
+
+Record = dict[str, Any]
+
+
+def is_d2l(suite: str) -> bool:
+    """The d2l exercise suites get their own section; every other suite is on the leaderboard."""
+    return suite.startswith("d2l")
+
+
+def load_all(results: Path) -> list[Record]:
+    """Latest record per run id of every runs.jsonl, sorted by (suite, profile, run id)."""
+    out: list[Record] = []
+    for path in all_runs_files(results):
+        recs = latest_by_id(read_records(path)).values()
+        for r in recs:
+            r.setdefault("suite", path.parent.parent.name)
+            r.setdefault("profile", path.parent.name)
+        out.extend(recs)
+    return sorted(out, key=lambda r: (r["suite"], r["profile"], r["run_id"]))
+
+
+def overrides_label(ov: dict[str, Any] | None) -> str:
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted((ov or {}).items()))
+
+
+def acc(r: Record) -> float | None:
+    return r.get("metrics", {}).get("test_acc") if r.get("status") == "ok" else None
+
+
+@dataclass
+class Group:
+    suite: str
+    profile: str
+    dataset: str
+    variant: str
+    overrides: str
+    records: list[Record] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def runset(self) -> str:
+        return f"{self.suite}/{self.profile}"
+
+    @property
+    def ok(self) -> list[Record]:
+        return sorted((r for r in self.records if r["status"] == "ok"), key=lambda r: r["seed"])
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.records)
+
+    def values(self, key: str = "test_acc") -> list[float]:
+        return [float(r["metrics"][key]) for r in self.ok if r["metrics"].get(key) is not None]
+
+    def accuracy(self) -> dict[str, Any]:
+        return summarize(self.values())
+
+    def mean_acc(self) -> float:
+        m = self.accuracy()["mean"]
+        return -1.0 if m is None else m
+
+    def first(self, *path: str) -> Any:
+        """A field that is the same for every seed (params, FLOPs): from the first record."""
+        for r in sorted(self.records, key=lambda r: r["seed"]):
+            v: Any = r
+            for p in path:
+                v = v.get(p) if isinstance(v, dict) else None
+            if v is not None:
+                return v
+        return None
+
+
+def group_records(records: list[Record]) -> list[Group]:
+    """Leaderboard groups (non-d2l suites), labelled; sorted by dataset then accuracy."""
+    cells: dict[tuple[str, ...], Group] = {}
+    for r in records:
+        if is_d2l(r["suite"]):
+            continue
+        key = (r["suite"], r["profile"], r["dataset"], r["variant"],
+               overrides_label(r.get("overrides")))
+        if key not in cells:
+            cells[key] = Group(*key)
+        cells[key].records.append(r)
+    groups = list(cells.values())
+    multi = len({g.runset for g in groups}) > 1
+    for g in groups:
+        g.label = g.variant + (f" {g.overrides}" if g.overrides else "")
+        if multi:
+            g.label += f" [{g.runset}]"
+    return sorted(groups, key=lambda g: (g.dataset, -g.mean_acc(), g.label))
+
+
+def by_dataset(groups: list[Group]) -> dict[str, list[Group]]:
+    out: dict[str, list[Group]] = defaultdict(list)
+    for g in groups:
+        out[g.dataset].append(g)
+    return dict(sorted(out.items()))
+
+
+REFERENCE = {"fashion-mnist": "lenet_d2l", "mnist": "lenet5"}
+
+
+def reference_group(groups: list[Group]) -> Group | None:
+    """The dataset's baseline (lenet_d2l / lenet5, recipe as is) if it has results, else best."""
+    scored = [g for g in groups if g.ok]
+    if not scored:
+        return None
+    name = REFERENCE.get(scored[0].dataset)
+    for g in scored:
+        if g.variant == name and not g.overrides:
+            return g
+    return min(scored, key=lambda g: (-g.mean_acc(), g.label))
