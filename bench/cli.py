@@ -67,10 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="render the summary from the records")
     rp.add_argument("--results", default="results", metavar="DIR")
+
+    from bench.gate import add_parsers
+
+    add_parsers(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench.gate import cmd_calibrate, cmd_check
+
     try:
         args = build_parser().parse_args(argv)
         handler = {
@@ -79,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data": cmd_data,
             "run": cmd_run,
             "report": cmd_report,
+            "check": cmd_check,
+            "calibrate": cmd_calibrate,
         }[args.command]
         return handler(args)
     except UsageError as e:

@@ -49,6 +49,13 @@ class RunConfig:
     eval_batch_size: int = 1024
     device: str = "cpu"
     deterministic: bool = True
+    # Speed levers (bench perf measures them). Each is recorded because each can change bits.
+    pack_seeds: bool = False  # train the seeds of one configuration as one vmapped model
+    channels_last: bool = False
+    compile: bool = False  # torch.compile; falls back to eager (and says so) where it fails
+    cuda_graphs: bool = False  # CUDA only: torch.compile(mode="reduce-overhead")
+    optimizer_impl: str = "foreach"  # "foreach" | "fused" | "for"
+    amp_bf16: bool = False  # opt-in bf16 autocast; never the default: it changes the numbers
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,7 +81,14 @@ TRAIN_KEYS: dict[str, Any] = {
     "test_subset": int | None,
     "eval_batch_size": int,
     "deterministic": bool,
+    "pack_seeds": bool,
+    "channels_last": bool,
+    "compile": bool,
+    "cuda_graphs": bool,
+    "optimizer_impl": str,
+    "amp_bf16": bool,
 }
+OPTIMIZER_IMPLS = ("foreach", "fused", "for")
 
 
 def _jsonable(x: Any) -> Any:
@@ -190,6 +204,9 @@ def resolve_config(
         "momentum": recipe.momentum,
         "weight_decay": recipe.weight_decay,
     }
+    # Seed packing fills a GPU; on the CPU it gains little and would tie a record's last bits
+    # to how many seeds were trained together, so there it is opt-in.
+    values["pack_seeds"] = device.startswith("cuda")
     values.update(profile_defaults or {})
     model_types = model_param_types(variant)
     model_kwargs = dict(spec.defaults)
@@ -204,6 +221,8 @@ def resolve_config(
                 f"unknown override {key!r} for variant {variant!r}; valid: {', '.join(valid)}"
             )
     _check_choices(values)
+    if values.get("cuda_graphs") and not device.startswith("cuda"):
+        raise UsageError("cuda_graphs needs --device cuda")
     model_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()}
     return RunConfig(
         variant=variant,
@@ -225,9 +244,10 @@ def _check_choices(values: dict[str, Any]) -> None:
         "schedule": SCHEDULES,
         "loss": tuple(LOSSES),
         "init": tuple(INITS),
+        "optimizer_impl": OPTIMIZER_IMPLS,
     }
     for key, valid in choices.items():
-        if values[key] not in valid:
+        if key in values and values[key] not in valid:
             raise UsageError(f"{key} must be one of {', '.join(valid)}; got {values[key]!r}")
     positive = ("lr", "batch_size", "num_epochs", "eval_batch_size")
     for key in positive:

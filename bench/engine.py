@@ -80,14 +80,33 @@ def lr_at(cfg: RunConfig, epoch: int) -> float:
 
 
 def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    return make_optimizer_for(cfg, [p for p in model.parameters() if p.requires_grad])
+
+
+def make_optimizer_for(cfg: RunConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `params` (a model's, or the stacked ones of a packed run)."""
+    impl = {"foreach": {"foreach": True}, "fused": {"fused": True},
+            "for": {"foreach": False}}[cfg.optimizer_impl]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **impl
         )
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **impl)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def throughput_note(packed: int | None = None) -> str:
+    """What the training examples/s figure includes (stored beside it in every record)."""
+    note = (
+        "median over epochs of training examples/s over the timed steps only (batch gather, "
+        "forward, loss, backward, optimizer step); excludes evaluation and the first "
+        f"{WARMUP_STEPS} warm-up steps; device synchronized before reading the clock"
+    )
+    if packed:
+        note += f"; {packed} seeds trained packed in one vmapped model: per-run figure = " \
+                "aggregate / members"
+    return note
 
 
 def build_model(cfg: RunConfig) -> nn.Module:
@@ -96,6 +115,24 @@ def build_model(cfg: RunConfig) -> nn.Module:
     model = create_variant(cfg.variant, **cfg.model)
     apply_init(model, cfg.init)
     return model
+
+
+def autocast(cfg: RunConfig, device: torch.device) -> Any:
+    """bf16 autocast when asked for (opt-in), else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp_bf16)
+
+
+def prepare_model(cfg: RunConfig, model: nn.Module) -> tuple[nn.Module, str | None]:
+    """Apply channels_last / torch.compile / CUDA graphs; returns (model, fallback note)."""
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if not (cfg.compile or cfg.cuda_graphs):
+        return model, None
+    mode = "reduce-overhead" if cfg.cuda_graphs else "default"
+    try:
+        return torch.compile(model, mode=mode), None
+    except Exception as e:  # noqa: BLE001 — compile is an optimization: fall back, say so
+        return model, f"torch.compile unavailable ({type(e).__name__}: {e}); ran eagerly"
 
 
 def _sync(device: torch.device) -> None:
@@ -128,8 +165,9 @@ def train_epoch(
             t0 = time.perf_counter()
         idx = perm[start : start + cfg.batch_size]
         X, y = train.X[idx], train.y[idx]
-        scores = model(X)
-        loss = loss_fn(scores, y)
+        with autocast(cfg, device):
+            scores = model(X)
+            loss = loss_fn(scores.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -151,6 +189,28 @@ def train_epoch(
     }
 
 
+def _train_epoch_with_fallback(
+    trained: nn.Module, eager: nn.Module, opt: torch.optim.Optimizer,
+    loss_fn: Callable[[Tensor, Tensor], Tensor], train: DeviceData, cfg: RunConfig,
+    gen: torch.Generator, epoch: int,
+) -> Any:
+    """A compiled model that fails on first use (no compiler, unsupported op) falls back to
+    eager for the whole run; the record says so. The failed attempt trained nothing."""
+    if trained is eager:
+        return train_epoch(trained, opt, loss_fn, train, cfg, gen, epoch)
+    state = gen.get_state()
+    try:
+        return train_epoch(trained, opt, loss_fn, train, cfg, gen, epoch)
+    except Diverged:
+        raise
+    except Exception as e:  # noqa: BLE001
+        if epoch > 0:
+            raise
+        gen.set_state(state)
+        note = f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); ran eagerly"
+        return train_epoch(eager, opt, loss_fn, train, cfg, gen, epoch), eager, note
+
+
 def run_training(
     cfg: RunConfig,
     data_root: Path,
@@ -166,8 +226,11 @@ def run_training(
     train = device_data(cfg.dataset, "train", cfg.transform, device, data_root, cfg.train_subset)
     test = device_data(cfg.dataset, "test", cfg.transform, device, data_root, cfg.test_subset)
     model = build_model(cfg).to(device)
-    loss_fn = LOSSES[cfg.loss]
     opt = make_optimizer(cfg, model)
+    trained, fallback = prepare_model(cfg, model)
+    loss_fn = LOSSES[cfg.loss]
+    if cfg.channels_last:
+        train = DeviceData(train.X.contiguous(memory_format=torch.channels_last), train.y)
     gen = torch.Generator().manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -180,7 +243,9 @@ def run_training(
         for group in opt.param_groups:
             group["lr"] = lr
         try:
-            tr = train_epoch(model, opt, loss_fn, train, cfg, gen, epoch)
+            tr = _train_epoch_with_fallback(trained, model, opt, loss_fn, train, cfg, gen, epoch)
+            if isinstance(tr, tuple):
+                tr, trained, fallback = tr
         except Diverged as d:
             status, error, diverged_at = "diverged", str(d), d.epoch
             break
@@ -216,11 +281,7 @@ def run_training(
             statistics.median(t["train_examples_per_s"] for t in epoch_timing)
             if epoch_timing else None
         ),
-        "train_examples_per_s_note": (
-            "median over epochs of training examples/s over the timed steps only (forward, "
-            "loss, backward, optimizer step, batch gather); excludes evaluation and the first "
-            f"{WARMUP_STEPS} warm-up steps; device synchronized before reading the clock"
-        ),
+        "train_examples_per_s_note": throughput_note(),
         "per_epoch": epoch_timing,
     }
     if measure_inference and status == "ok":
@@ -228,6 +289,8 @@ def run_training(
     if device.type == "cuda":
         timing["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated(device)
     timing["wall_seconds"] = time.perf_counter() - t_start
+    if fallback:
+        timing["fallback"] = fallback
     if weights_file is not None:
         save_weights(model, weights_file)
     return {

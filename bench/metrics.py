@@ -53,15 +53,15 @@ def evaluate(
         scores = model(X)
         loss_sum += float(loss_fn(scores, y).double()) * y.shape[0]
         scores_all.append(scores)
-    scores = torch.cat(scores_all)
-    y = data.y
+    model.train()
+    return score_metrics(torch.cat(scores_all), data.y, loss_sum / len(data), full=full)
+
+
+def score_metrics(scores: Tensor, y: Tensor, loss: float, *, full: bool) -> dict[str, Any]:
+    """Metrics from a test set's class scores (shared by the plain and the packed engine)."""
     n = y.shape[0]
     pred = scores.argmax(dim=1)
-    out: dict[str, Any] = {
-        "test_loss": loss_sum / n,
-        "test_acc": (pred == y).sum().item() / n,
-    }
-    model.train()
+    out: dict[str, Any] = {"test_loss": loss, "test_acc": (pred == y).sum().item() / n}
     if not full:
         return out
     num_classes = scores.shape[1]

@@ -79,18 +79,69 @@ def execute_one(run: PlannedRun, results: Path, data_root: Path, *, bar: Any = N
     return record["status"]
 
 
+def execute_packed(
+    runs: list[PlannedRun], results: Path, data_root: Path, *, bar: Any = None
+) -> list[str]:
+    """Train runs that differ only in seed as one packed model; one record per member."""
+    from bench.packed import run_packed
+
+    started = _now()
+    wfiles = [weights_path(results, r.suite, r.profile, r.run_id) for r in runs]
+    try:
+        bodies = run_packed([r.config for r in runs], data_root, weights_files=wfiles)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 — fall back to one by one, which records failures
+        print(f"packed training of {runs[0].config.variant} failed ({type(e).__name__}: {e}); "
+              "training the seeds one by one", file=sys.stderr)
+        return [execute_one(r, results, data_root, bar=bar) for r in runs]
+    statuses = []
+    for run, body in zip(runs, bodies, strict=True):
+        record = make_record(run, body, started)
+        record["packed_seeds"] = [r.config.seed for r in runs]
+        append_record(runs_path(results, run.suite, run.profile), record)
+        statuses.append(record["status"])
+    return statuses
+
+
+def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
+    """Consecutive batches of runs to train together (singletons where packing is off)."""
+    from bench.packed import can_pack, packing_key
+    from variants import create_variant
+
+    groups: dict[str, list[PlannedRun]] = {}
+    order: list[list[PlannedRun]] = []
+    for run in todo:
+        cfg = run.config
+        if not cfg.pack_seeds or not can_pack(create_variant(cfg.variant, **cfg.model)):
+            order.append([run])
+            continue
+        key = packing_key(cfg)
+        if key not in groups:
+            groups[key] = []
+            order.append(groups[key])
+        groups[key].append(run)
+    return order
+
+
 def execute_plan(
     todo: list[PlannedRun], results: Path, data_root: Path, *, quiet: bool = False
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True)
-    for run in todo:
-        bar.set_description(f"{run.config.variant}/{run.config.dataset}/s{run.config.seed}")
-        status = execute_one(run, results, data_root, bar=bar)
-        counts[status] += 1
-        bar.update(1)
-        if quiet:
-            print(f"[{sum(counts.values())}/{len(todo)}] {run.run_id} {run.config.variant} "
-                  f"{run.config.dataset} seed {run.config.seed}: {status}", flush=True)
+    for batch in pack_groups(todo):
+        first = batch[0].config
+        seeds = ",".join(str(r.config.seed) for r in batch)
+        bar.set_description(f"{first.variant}/{first.dataset}/s{seeds}")
+        if len(batch) == 1:
+            statuses = [execute_one(batch[0], results, data_root, bar=bar)]
+        else:
+            statuses = execute_packed(batch, results, data_root, bar=bar)
+        for run, status in zip(batch, statuses, strict=True):
+            counts[status] += 1
+            bar.update(1)
+            if quiet:
+                print(f"[{sum(counts.values())}/{len(todo)}] {run.run_id} {run.config.variant} "
+                      f"{run.config.dataset} seed {run.config.seed}: {status}", flush=True)
     bar.close()
     return counts

@@ -34,7 +34,7 @@ CSS = """
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
 color:var(--fg);background:var(--bg)}
-main{max-width:1100px;margin:0 auto;padding:1rem}
+main{max-width:1200px;margin:0 auto;padding:1rem;overflow-wrap:break-word}
 h1{font-size:1.8rem;margin:.5rem 0 1rem}
 h2{font-size:1.4rem;border-bottom:1px solid var(--line);padding-bottom:.3rem;margin-top:2.2rem}
 h3{font-size:1.15rem;margin-top:1.6rem}
@@ -50,6 +50,7 @@ table{border-collapse:collapse;font-size:.88rem;min-width:50%}
 th,td{border:1px solid var(--line);padding:.3rem .5rem;vertical-align:top}
 th{background:var(--alt);text-align:left;position:sticky;top:0}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.w{min-width:18rem}
 tr:nth-child(even) td{background:#fbfcfd}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" ▲"}
@@ -110,7 +111,7 @@ def _table(t: Table) -> str:
     for row in t.rows:
         tds = []
         for i, c in enumerate(row):
-            attrs = ' class="n"' if num[i] else ""
+            attrs = ' class="n"' if num[i] else (' class="w"' if len(c.text) > 60 else "")
             if c.sort is not None:
                 attrs += f' data-sort="{escape(str(c.sort))}"'
             elif num[i]:

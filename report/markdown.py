@@ -20,13 +20,17 @@ from report.doc import (
     Text,
 )
 
-_SPECIAL = re.compile(r"([\\`*\[\]<>|~])")
+_SPECIAL = re.compile(r"([\\`*<>|~]|\](?=[(\[:]))")
 _ORDERED = re.compile(r"^(\s*\d+)([.)])")
 _LONE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def escape(s: str) -> str:
-    """Escape what GFM would read as markup; intra-word underscores (lenet_d2l) stay."""
+    """Escape what GFM would read as markup; intra-word underscores (lenet_d2l) stay.
+
+    A lone `[x]` is literal in GFM (no link definitions are ever emitted), so brackets are
+    only escaped where they would close a link: before `(`, `[` or `:`.
+    """
     s = s.replace("&", "&amp;")
     s = _SPECIAL.sub(r"\\\1", s)
     s = _LONE_UNDERSCORE.sub(r"\\_", s)

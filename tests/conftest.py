@@ -37,3 +37,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def rendered_report(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Any:
+    """The report rendered once per session from the fixed records of tests/report_records.py."""
+    from tests.report_records import render_fixture
+
+    return render_fixture(tmp_path_factory.mktemp("report"), data_root)

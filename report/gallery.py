@@ -1,0 +1,84 @@
+"""Section 5: the figures, each with a caption that says what its bars and bands mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from report import figures as F
+from report.collect import Group, by_dataset, reference_group
+from report.doc import Code, Figure, Heading, Section
+from report.examples import confident_examples, pick_run
+
+
+def _class_names(ds: str) -> tuple[str, ...]:
+    from bench.data import DATASETS
+
+    return DATASETS[ds].class_names if ds in DATASETS else tuple(str(i) for i in range(10))
+
+
+def _examples(sec: Section, gs: list[Group], ds: str, results: Path, out_dir: Path,
+              data_root: Path | None) -> None:
+    best = next((g for g in gs if g.ok), None)
+    if best is None:
+        return
+    run, why = pick_run(best, results)
+    if run is None:
+        sec.para(f"Most-confident-wrong and least-confident-correct images of {ds}: skipped, "
+                 f"{why} (the weights stay on the machine that trained).")
+        return
+    try:
+        ex = confident_examples(run, results, data_root or Path("data"))
+    except Exception as e:  # noqa: BLE001 — missing data must not stop the report
+        sec.para(f"Most-confident-wrong and least-confident-correct images of {ds}: skipped, "
+                 f"the test data could not be loaded ({type(e).__name__}: {e}); fetch it with ",
+                 Code("lenet-bench data"), ".")
+        return
+    path = F.examples_figure(ex, ds, out_dir)
+    sec.add(Figure(path, f"{ds}: the {ex.kind.count('wrong')} most confident wrong (top) and "
+                         f"{ex.kind.count('correct')} least confident correct (bottom) test "
+                         f"images of {best.label}, seed {run['seed']} (run {run['run_id']}); "
+                         "p = softmax probability of the predicted class.",
+                   f"{ds}: most confident wrong and least confident correct test images"))
+
+
+def figures_section(groups: list[Group], results: Path, out_dir: Path,
+                    data_root: Path | None) -> Section:
+    sec = Section("Figures", "figures")
+    if not any(g.ok for g in groups):
+        sec.para("No finished runs of the variant suites: no figures.")
+        return sec
+    colors = F.palette([g.label for g in groups])
+    with F.style():
+        p = F.pareto_figure(groups, out_dir, colors)
+        if p:
+            sec.add(Heading(3, "Accuracy vs size and speed", "fig-pareto"),
+                    Figure(p, "Test accuracy (mean, bars: 95% CI over seeds) against trainable "
+                              "parameters and training throughput; the dashed line joins the "
+                              "Pareto-optimal variants (no other is both better and "
+                              "smaller/faster).", "accuracy vs parameters and vs throughput"))
+        p = F.curves_figure(groups, out_dir, colors)
+        if p:
+            sec.add(Heading(3, "Training curves", "fig-curves"),
+                    Figure(p, "Test accuracy and training loss per epoch: mean over the "
+                              "finished seeds, band ± 1 SD.", "training curves"))
+        p = F.topk_figure(groups, out_dir, colors)
+        if p:
+            sec.add(Heading(3, "Top-k error", "fig-topk"),
+                    Figure(p, "Top-1, top-3 and top-5 test error (mean, bars ± 1 SD over "
+                              "seeds; log scale, zero drawn at 0.001%).", "top-k error"))
+        sec.add(Heading(3, "Confusion matrices", "fig-confusion"))
+        for ds, gs in by_dataset(groups).items():
+            best = next((g for g in gs if g.ok), None)
+            ref = reference_group([g for g in gs if best and g.runset == best.runset])
+            if best is None:
+                continue
+            panels = [("best", best)] + ([("reference", ref)] if ref and ref is not best else [])
+            p = F.confusion_figure(ds, panels, _class_names(ds), out_dir)
+            if p:
+                sec.add(Figure(p, f"{ds}: confusion of the best variant and of the reference, "
+                                  "summed over seeds, each row normalized to 100% of its true "
+                                  "class.", f"{ds} confusion matrices"))
+        sec.add(Heading(3, "Confident mistakes, unsure hits", "fig-examples"))
+        for ds, gs in by_dataset(groups).items():
+            _examples(sec, gs, ds, results, out_dir, data_root)
+    return sec

@@ -1,0 +1,116 @@
+"""Section 1: what ran, on what, when, and how much compute it took."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime
+
+from report.collect import Record
+from report.doc import Bullets, Cell, Code, Heading, Section, Table, Text, cell, text
+from report.fmt import DASH, duration
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 4] → '0–2, 4'."""
+    vals = sorted(set(values))
+    out, start = [], None
+    for i, v in enumerate(vals):
+        start = v if start is None else start
+        if i + 1 == len(vals) or vals[i + 1] != v + 1:
+            out.append(str(v) if start == v else f"{start}–{v}")
+            start = None
+    return ", ".join(out) or DASH
+
+
+def run_seconds(r: Record) -> float | None:
+    """A run's wall time: the engine's clock, else (failed runs) ended − started."""
+    w = (r.get("timing") or {}).get("wall_seconds")
+    if w is not None:
+        return float(w)
+    env = r.get("env") or {}
+    try:
+        return (datetime.fromisoformat(env["ended"])
+                - datetime.fromisoformat(env["started"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def last_ended(records: list[Record]) -> str | None:
+    ends = [r.get("env", {}).get("ended") for r in records]
+    return max((e for e in ends if e), default=None)
+
+
+def _runsets_table(records: list[Record]) -> Table:
+    sets: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        sets[(r["suite"], r["profile"])].append(r)
+    rows = []
+    for (suite, profile), recs in sorted(sets.items()):
+        st = Counter(r["status"] for r in recs)
+        epochs = sorted({r["config"]["num_epochs"] for r in recs if r.get("config")})
+        rows.append((
+            Cell(suite), Cell(profile), cell(len(recs), str(len(recs))),
+            cell(st["ok"], str(st["ok"])), cell(st["diverged"], str(st["diverged"])),
+            cell(st["failed"], str(st["failed"])),
+            Cell(", ".join(sorted({r["variant"] for r in recs}))),
+            Cell(", ".join(sorted({r["dataset"] for r in recs}))),
+            Cell(_ranges([r["seed"] for r in recs])),
+            Cell(", ".join(str(e) for e in epochs) or DASH),
+        ))
+    return Table(("suite", "profile", "runs", "ok", "diverged", "failed", "variants",
+                  "datasets", "seeds", "epochs"), tuple(rows),
+                 numeric=(False, False, True, True, True, True))
+
+
+def _distinct(records: list[Record], key: str) -> str:
+    """The values of an env field ('' when no run has it), with run counts when they differ."""
+    c = Counter(str(r["env"][key]) for r in records
+                if r.get("env") and r["env"].get(key) is not None)
+    return "; ".join(f"{k} ({n} runs)" if len(c) > 1 else k for k, n in sorted(c.items()))
+
+
+def _machine(records: list[Record]) -> list[Text]:
+    devs = Counter((r["env"].get("device_name", "?"), r["env"].get("device", "?"))
+                   for r in records if r.get("env"))
+    items: list[Text] = [text("device: " + "; ".join(
+        f"{name} ({kind}, {n} runs)" for (name, kind), n in sorted(devs.items())))]
+    cpus = _distinct(records, "cpu")
+    if cpus:
+        items.append(text(f"CPU: {cpus}; threads: {_distinct(records, 'threads')}"))
+    sw = [f"{k} {_distinct(records, k)}" for k in ("python", "torch", "torchvision", "cuda",
+                                                    "cudnn") if _distinct(records, k)]
+    items.append(text("software: " + ", ".join(sw)))
+    commits = Counter((r["env"].get("git_commit") or "unknown", r["env"].get("git_dirty"))
+                      for r in records if r.get("env"))
+    parts: list = ["git commit: "]
+    for i, ((commit, dirty), n) in enumerate(sorted(commits.items(), key=str)):
+        parts += ([", "] if i else []) + [Code(commit[:12])]
+        parts.append(f" ({n} runs{', uncommitted changes' if dirty else ''})")
+    items.append(tuple(parts))
+    return items
+
+
+def header_section(records: list[Record], variants: list[tuple[str, str, str]]) -> Section:
+    """`variants`: (name, source, description) of every variant that has records."""
+    sec = Section("What ran", "what-ran")
+    if not records:
+        sec.para("No records found: run ", Code("lenet-bench run --suite variants"), " first.")
+        return sec
+    starts = [r["env"]["started"] for r in records if r.get("env", {}).get("started")]
+    secs = [s for s in map(run_seconds, records) if s is not None]
+    sets = len({(r["suite"], r["profile"]) for r in records})
+    sec.para(f"{len(records)} runs in {sets} run set{'s' if sets > 1 else ''} "
+             "(suite × profile):")
+    sec.add(_runsets_table(records))
+    when = f"{min(starts) if starts else DASH} → {last_ended(records) or DASH} (UTC)"
+    sec.add(Bullets(tuple(_machine(records)) + (
+        text(f"when: {when}"),
+        text(f"total compute: {duration(sum(secs))} (sum of the runs' wall times, "
+             f"{len(secs)} runs, data loading and evaluation included)"),
+    )))
+    sec.para("Over seeds, ", Code("a ± b"), " is the mean ± the sample standard deviation; "
+             "95% CI is the Student-t confidence interval of the mean. Accuracies and errors are "
+             "on the test set; pp = percentage points.")
+    sec.add(Heading(3, "Variants", "variants"))
+    sec.add(Bullets(tuple(text(Code(n), f" — {src}. {desc}") for n, src, desc in variants)))
+    return sec

@@ -1,0 +1,217 @@
+"""A small fixed set of realistic run records for the report tests (no training).
+
+Configs and run ids are real (resolved like `lenet-bench run` would), metrics are made up
+but plausible and fixed: 5 variants on 2 datasets × 3 seeds of suite `variants` (one failed,
+one diverged run), and a `d2l-ex2`-like suite with a kernel-size and a learning-rate group
+that share the baseline runs (kernel 5 = lr 0.1), as the planner records them (memberships).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.config import resolve_config
+from bench.records import append_record, runs_path, weights_path
+from bench.suites import get_profile
+
+COMMIT = "3f2c1a9e8b7d6c5f4e3d2c1b0a9f8e7d6c5b4a39"
+T0 = datetime(2026, 1, 15, 10, 0, 0, tzinfo=UTC)
+FAILED_ERROR = ("RuntimeError: mat1 and mat2 shapes cannot be multiplied "
+                "(64x400 and <b>120</b>) & <script>alert(1)</script>")
+
+# variant → dataset, per-seed test accuracy (None: failed, "div": diverged), train ex/s
+VARIANTS: dict[str, tuple[str, list[Any], float]] = {
+    "lenet_d2l": ("fashion-mnist", [0.7712, 0.7650, 0.7789], 5210.0),
+    "lenet_modern": ("fashion-mnist", [0.8571, 0.8602, 0.8549], 5480.0),
+    "lenet5": ("mnist", [0.9781, 0.9794, 0.9776], 1890.0),
+    "lenet5_bn": ("mnist", [None, 0.9862, 0.9871], 3120.0),
+    "mlp": ("mnist", [0.9652, 0.9671, "div"], 61000.0),
+}
+PARAMS = {"lenet_d2l": (61706, 846_000), "lenet_modern": (61706, 846_000),
+          "lenet5": (60000, 678_000), "lenet5_bn": (61750, 1_318_000), "lenet_tweakable": None,
+          "mlp": (89610, 178_000)}
+D2L = {
+    ("kernel_size", "Does the convolution window size (3…7) change accuracy?"): {
+        3: [0.8512, 0.8540, 0.8498], 5: [0.8571, 0.8549, 0.8590], 7: [0.8530, 0.8561, 0.8519]},
+    ("lr", "Which learning rate trains best (0.01, 0.1, 0.5)?"): {  # 0.1 = kernel 5: shared
+        0.01: [0.7012, 0.6954, 0.7088], 0.1: [0.8571, 0.8549, 0.8590],
+        0.5: [0.8123, "div", "div"]},
+}
+CLASS_OFFSET = [0.02, 0.03, -0.02, 0.01, -0.03, 0.03, -0.08, 0.02, 0.03, -0.01]
+
+
+def _confusion(acc: float) -> list[list[int]]:
+    cm = [[0] * 10 for _ in range(10)]
+    for c in range(10):
+        right = max(0, min(1000, round(1000 * (acc + CLASS_OFFSET[c]))))
+        wrong = 1000 - right
+        cm[c][c] = right
+        cm[c][(c + 1) % 10] += wrong - wrong * 2 // 5
+        cm[c][(c + 3) % 10] += wrong * 2 // 5
+    return cm
+
+
+def _env(i: int, wall: float) -> dict[str, Any]:
+    start = T0 + timedelta(minutes=3 * i)
+    return {
+        "lenet_bench": "0.1.0", "python": "3.11.2", "torch": "2.11.0+cpu",
+        "torchvision": "0.26.0+cpu", "cuda": None, "cudnn": None, "device": "cpu",
+        "device_name": "Intel(R) Xeon(R) CPU @ 2.20GHz", "cpu": "Intel(R) Xeon(R) CPU @ 2.20GHz",
+        "cpu_count": 2, "threads": 2, "platform": "Linux-6.1.0-x86_64-with-glibc2.36",
+        "git_commit": COMMIT, "git_dirty": False,
+        "started": start.isoformat(timespec="seconds"),
+        "ended": (start + timedelta(seconds=round(wall))).isoformat(timespec="seconds"),
+    }
+
+
+def _body(acc: Any, variant: str, seed: int, eps: float, epochs: int) -> dict[str, Any]:
+    params, flops = PARAMS.get(variant) or PARAMS["lenet_modern"]
+    base = {"params_trainable": params, "params_total": params, "flops_per_example": flops}
+    if acc is None:
+        return {"status": "failed", "error": FAILED_ERROR, "metrics": {}, "history": [],
+                "timing": {}, "traceback": "Traceback (most recent call last): …"}
+    eps = eps * (1 + 0.013 * seed)
+    per_epoch = [{"epoch": e + 1, "train_examples_per_s": eps * (1 + 0.01 * e),
+                  "train_seconds": 60000 / eps} for e in range(epochs)]
+    timing: dict[str, Any] = {"train_examples_per_s": eps, "per_epoch": per_epoch,
+                              "wall_seconds": 60000 / eps * epochs + 4.5}
+    if acc == "div":
+        hist = [{"epoch": 1, "lr": 0.5, "train_loss": 2.31, "train_acc": 0.11,
+                 "test_loss": 2.30, "test_acc": 0.1}]
+        return {"status": "diverged", "error": "loss became nan at epoch 2, step 50",
+                "diverged_epoch": 2, "metrics": base, "history": hist,
+                "timing": {**timing, "per_epoch": per_epoch[:1]}}
+    hist = [{"epoch": e + 1, "lr": 0.1, "train_loss": 3.0 * (1 - acc) * (1.6 - 0.3 * e),
+             "train_acc": acc - 0.04 + 0.02 * e, "test_loss": 2.8 * (1 - acc) * (1.3 - 0.15 * e),
+             "test_acc": acc - 0.03 * (epochs - 1 - e)} for e in range(epochs)]
+    metrics = {**base, "test_acc": acc, "test_loss": 2.5 * (1 - acc), "top1_error": 1 - acc,
+               "top3_error": round((1 - acc) * 0.12, 6), "top5_error": round((1 - acc) * 0.03, 6),
+               "confusion": _confusion(acc), "n_test": 10000}
+    metrics["per_class_acc"] = [row[i] / 1000 for i, row in enumerate(metrics["confusion"])]
+    timing["inference_examples_per_s"] = {"1": 2100.0 + seed, "1024": eps * 8}
+    return {"status": "ok", "metrics": metrics, "history": hist, "timing": timing}
+
+
+def _record(i: int, suite: str, group: str, question: str, factor: str | None, fval: Any,
+            overrides: dict[str, Any], variant: str, dataset: str, seed: int, acc: Any,
+            eps: float) -> dict[str, Any]:
+    cfg = resolve_config(variant, dataset, seed, overrides,
+                         profile_defaults=get_profile("quick").training_defaults())
+    body = _body(acc, variant, seed, eps, cfg.num_epochs)
+    rec = {
+        "record_version": 1, "run_id": cfg.run_id(), "suite": suite, "profile": "quick",
+        "group": group, "question": question, "factor": factor, "factor_value": fval,
+        "overrides": overrides, "variant": variant, "dataset": dataset, "seed": seed,
+        "config": cfg.to_dict(), "status": body["status"], "error": body.get("error"),
+        "diverged_epoch": body.get("diverged_epoch"), "metrics": body["metrics"],
+        "history": body["history"], "timing": body["timing"],
+        "env": _env(i, body["timing"].get("wall_seconds", 7.0)),
+    }
+    if "traceback" in body:
+        rec["traceback"] = body["traceback"]
+    return rec
+
+
+def tiny_png(w: int = 24, h: int = 16) -> bytes:
+    """A fixed grey-gradient PNG, byte for byte the same on every machine."""
+    raw = b"".join(b"\x00" + bytes((x * 10 + y * 5) % 256 for x in range(w)) for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def write_fixture(results: Path, *, weights: bool = True) -> list[dict[str, Any]]:
+    """Write the records (and, with `weights`, untrained weights of the finished variant runs)."""
+    from bench.config import RunConfig
+    from bench.engine import build_model, save_weights
+
+    recs, i = [], 0
+    for variant, (ds, accs, eps) in VARIANTS.items():
+        for seed, acc in enumerate(accs):
+            recs.append(_record(i, "variants", "zoo", "Which LeNet variant is best on its own "
+                                "recipe, by how much, and how fast?", None, None, {}, variant,
+                                ds, seed, acc, eps))
+            i += 1
+    shared: dict[str, dict[str, Any]] = {}
+    for (factor, question), levels in D2L.items():
+        for value, accs in levels.items():
+            for seed, acc in enumerate(accs):
+                rec = _record(i, "d2l-ex2", factor, question, factor, value, {factor: value},
+                              "lenet_tweakable", "fashion-mnist", seed, acc, 5400.0)
+                member = {"group": factor, "question": question, "factor": factor,
+                          "factor_value": value}
+                if rec["run_id"] in shared:  # the baseline is trained once, in both groups
+                    shared[rec["run_id"]]["memberships"].append(member)
+                    continue
+                rec["memberships"] = [member]
+                shared[rec["run_id"]] = rec
+                recs.append(rec)
+                i += 1
+    for r in recs:
+        append_record(runs_path(results, r["suite"], r["profile"]), r)
+        if weights and r["suite"] == "variants" and r["status"] == "ok":
+            cfg = RunConfig(**r["config"])
+            save_weights(build_model(cfg), weights_path(results, r["suite"], "quick", r["run_id"]))
+    adir = results / "d2l-ex4" / "quick" / "analysis"
+    adir.mkdir(parents=True, exist_ok=True)
+    (adir / "activations-layer1.png").write_bytes(tiny_png())
+    (adir / "summary.json").write_text(json.dumps({
+        "inputs": ["pullover", "coat", "noise"],
+        "layer1": {"mean_activation": {"pullover": 0.2134, "coat": 0.2311, "noise": 0.4102},
+                   "dead_fraction": 0.125},
+        "note": "<i>generated</i> by the ex4 analysis",
+    }, indent=1, sort_keys=True))
+    return recs
+
+
+EVIL = "<script>alert(1)</script>"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    results: Path
+    md: Path
+    html: Path
+    seconds: float
+
+
+@contextmanager
+def evil_description() -> Iterator[None]:
+    """`mlp`'s description with a script tag appended: both formats must show it as text."""
+    import dataclasses
+
+    from variants import registry
+
+    spec = registry._REGISTRY["mlp"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry._REGISTRY, "mlp",
+                   dataclasses.replace(spec, description=f"{spec.description} {EVIL}"))
+        yield
+
+
+def render_fixture(root: Path, data_root: Path) -> Rendered:
+    """Write the fixed records under root/results and render the report there, timed."""
+    from report.render import render_report
+
+    results = root / "results"
+    write_fixture(results)
+    with evil_description():
+        t0 = time.perf_counter()
+        md, html = render_report(results, data_root=data_root)
+        seconds = time.perf_counter() - t0
+    return Rendered(results, md, html, seconds)

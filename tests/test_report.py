@@ -1,0 +1,202 @@
+"""The rendered report from a fixed set of records: sections, golden Markdown, determinism,
+escaping, self-contained HTML, and the numbers the generated sentences quote."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from report.collect import group_records, load_all
+from report.d2l import d2l_section
+from report.doc import Para, Section
+from report.fmt import pval
+from report.gallery import _examples
+from report.markdown import block
+from report.render import render_report
+from report.stats import compare
+from tests.report_records import EVIL, VARIANTS, Rendered, evil_description, write_fixture
+
+GOLDEN = Path(__file__).parent / "golden" / "report.md"
+SECTIONS = ["What ran", "Leaderboard", "Published vs reproduced", "Significance", "Figures",
+            "d2l exercises", "Reproduce"]
+ANCHORS = ["what-ran", "leaderboard", "published", "significance", "figures", "d2l",
+           "reproduce"]
+
+
+def _md(r: Rendered) -> str:
+    return r.md.read_text()
+
+
+def test_every_section_present_in_order(rendered_report: Rendered) -> None:
+    md, html = _md(rendered_report), rendered_report.html.read_text()
+    heads = re.findall(r"^## (\d+)\. (.+)$", md, flags=re.M)
+    assert heads == [(str(i), t) for i, t in enumerate(SECTIONS, 1)]
+    pos = [html.index(f'<h2 id="{a}">') for a in ANCHORS]
+    assert pos == sorted(pos)
+
+
+def _normalize(md: str) -> str:
+    """Run ids hash the whole RunConfig, so they change with its schema, not with the report."""
+    return re.sub(r"\b[0-9a-f]{16}\b", "<run-id>", md)
+
+
+def test_golden_markdown(rendered_report: Rendered) -> None:
+    """UPDATE_GOLDEN=1 rewrites tests/golden/report.md (review the diff before committing)."""
+    got = _normalize(_md(rendered_report))
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(got)
+    want = GOLDEN.read_text()
+    if got != want:
+        diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True),
+                                            "golden", "rendered", n=1))
+        pytest.fail(f"report.md differs from {GOLDEN} (UPDATE_GOLDEN=1 to accept):\n"
+                    + diff[:6000])
+
+
+def test_same_records_same_bytes(rendered_report: Rendered, tmp_path: Path,
+                                 data_root: Path) -> None:
+    """A second render (elsewhere) is byte-identical: Markdown, HTML and every PNG."""
+    with evil_description():
+        md, html = render_report(rendered_report.results, tmp_path, data_root)
+    assert md.read_bytes() == rendered_report.md.read_bytes()
+    assert html.read_bytes() == rendered_report.html.read_bytes()
+    first = rendered_report.results / "figures"
+    names = sorted(p.name for p in first.glob("*.png"))
+    assert names == sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    for n in names:
+        assert (first / n).read_bytes() == (tmp_path / "figures" / n).read_bytes(), n
+
+
+def test_every_string_is_escaped(rendered_report: Rendered) -> None:
+    html, md = rendered_report.html.read_text(), _md(rendered_report)
+    assert html.count("<script>") == 1  # the sortable-table script, nothing from the records
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # description and failed error
+    assert "&lt;b&gt;120&lt;/b&gt;) &amp; &lt;script" in html
+    assert "<b>" not in html and "<i>generated" not in html  # summary.json value too
+    assert EVIL not in md and r"\<script\>alert(1)\</script\>" in md
+
+
+def test_html_is_self_contained(rendered_report: Rendered) -> None:
+    html = rendered_report.html.read_text()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+    srcs = re.findall(r'<img src="([^"]{0,40})', html)
+    figures = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)$", _md(rendered_report), flags=re.M)
+    assert len(srcs) == len(figures) >= 9
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_markdown_figures_are_relative_links_that_exist(rendered_report: Rendered) -> None:
+    md = _md(rendered_report)
+    links = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)$", md, flags=re.M)
+    assert links and all(link.startswith("figures/") for link in links)
+    for link in links:
+        assert (rendered_report.md.parent / link).is_file(), link
+    assert re.search(r"^\|---\|", md, flags=re.M)  # pipe tables
+
+
+def test_leaderboard_counts_unfinished_runs(rendered_report: Rendered) -> None:
+    md = _md(rendered_report)
+    assert re.search(r"^\| lenet5_bn \| 2 \| 0 \| 1 \| 98\.67 ± 0\.06% \|", md, flags=re.M)
+    assert re.search(r"^\| mlp \| 2 \| 1 \| 0 \| 96\.61 ± 0\.13% \|", md, flags=re.M)
+    assert "`lenet5_bn`, seed 0 (variants/quick), failed: RuntimeError" in md
+    assert "`mlp`, seed 2 (variants/quick), diverged at epoch 2" in md
+    # sorted by accuracy within each dataset
+    mnist = md.split("### mnist", 1)[1].split("\n## ", 1)[0]
+    order = re.findall(r"^\| (lenet5_bn|lenet5|mlp) \|", mnist, flags=re.M)
+    assert order == ["lenet5_bn", "lenet5", "mlp"]
+
+
+def test_published_vs_reproduced_reasons(rendered_report: Rendered) -> None:
+    rows = {m.group(1): m.group(0) for m in
+            re.finditer(r"^\| (\w+) \| [\w-]+ \| test (?:accuracy|error) \|.*$", _md(
+                rendered_report), flags=re.M)}
+    assert "Trained 2 of the recipe's 10 epochs (profile quick)" in rows["lenet_d2l"]
+    assert "MXNet edition (SGD lr 0.9, batch 256)" in rows["lenet_d2l"]
+    assert "| 0.95% |" in rows["lenet5"] and "| test error |" in rows["lenet5"]
+    assert "softmax over dim 0" in rows["mlp"] and "mlp_softmax_dim0" in rows["mlp"]
+    assert "| yes | – |" in rows["lenet5_bn"]  # 98.81% lies in our CI: no excuse needed
+
+
+def test_significance_against_the_reference(rendered_report: Rendered) -> None:
+    md = _md(rendered_report)
+    assert "Reference: `lenet_d2l`" in md and "Reference: `lenet5`" in md
+    d2l, modern = VARIANTS["lenet_d2l"][1], VARIANTS["lenet_modern"][1]
+    p = compare(d2l, {"m": modern})[0].p_holm
+    assert re.search(rf"^\| lenet_modern \| 3 \|.*\| {re.escape(pval(p))} \| [\d.]+ \| better "
+                     r"\(significant\) \|$", md, flags=re.M)
+
+
+def test_d2l_answers_are_generated(rendered_report: Rendered) -> None:
+    md = _md(rendered_report)
+    assert "**Question:** Does the convolution window size (3…7) change accuracy?" in md
+    k3, k5 = [0.8512, 0.8540, 0.8498], [0.8571, 0.8549, 0.8590]
+    k7 = [0.8530, 0.8561, 0.8519]
+    low = min(c.p_holm for c in compare(k5, {"3": k3, "7": k7}))
+    assert f"kernel size: no significant effect, p = {pval(low)}" in md
+    assert "lr: significant effect" in md and "0.5: 2 of 3 runs diverged" in md
+    assert "figures/d2l-ex2-quick-kernel-size.png" in md
+    assert "figures/d2l-ex4-quick-analysis-activations-layer1.png" in md
+    assert "| layer1.mean_activation.coat | 0.2311 |" in md
+
+
+def test_reproduce_commands_are_verified(rendered_report: Rendered) -> None:
+    md = _md(rendered_report)
+    assert ("lenet-bench run --suite variants --profile quick --device cpu --variants "
+            "lenet5,lenet5_bn,lenet_d2l,lenet_modern,mlp --seeds 3\n") in md
+    assert "git checkout 3f2c1a9e8b7d6c5f4e3d2c1b0a9f8e7d6c5b4a39" in md
+    assert "suite definitions (the suite is missing here" in md and "d2l-ex2/quick" in md
+
+
+def test_header_says_what_ran(rendered_report: Rendered) -> None:
+    what = _md(rendered_report).split("## 2.", 1)[0]
+    for s in ("| variants | quick | 15 | 13 | 1 | 1 |", "Intel(R) Xeon(R) CPU @ 2.20GHz",
+              "torch 2.11.0+cpu", "`3f2c1a9e8b7d`", "2026-01-15T10:00:00+00:00",
+              "total compute: 14 min 29 s"):
+        assert s in what
+
+
+def test_empty_results_still_render(tmp_path: Path) -> None:
+    md, html = render_report(tmp_path / "results", tmp_path / "out", tmp_path / "nodata")
+    text = md.read_text()
+    assert re.findall(r"^## \d+\. (.+)$", text, flags=re.M) == SECTIONS
+    assert "No records found" in text and "No d2l exercise records yet" in text
+    assert html.read_text().count("<img") == 0
+
+
+def _examples_md(results: Path, data_root: Path, out: Path) -> str:
+    groups = [g for g in group_records(load_all(results)) if g.dataset == "mnist"]
+    sec = Section("x", "x")
+    _examples(sec, groups, "mnist", results, out, data_root)
+    assert len(sec.blocks) == 1 and isinstance(sec.blocks[0], Para)
+    return block(sec.blocks[0])
+
+
+def test_missing_weights_are_said(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_fixture(results, weights=False)
+    text = _examples_md(results, tmp_path / "nodata", tmp_path)
+    assert "skipped, no saved weights for lenet5_bn in variants/quick/weights/" in text
+    no_d2l = d2l_section([r for r in load_all(results) if r["suite"] == "variants"],
+                         tmp_path / "elsewhere", tmp_path)
+    assert "No d2l exercise records yet" in block(no_d2l.blocks[0])
+
+
+def test_missing_data_is_said(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_fixture(results)
+    text = _examples_md(results, tmp_path / "nodata", tmp_path)
+    assert "skipped, the test data could not be loaded (DataError" in text
+    assert "`lenet-bench data`" in text
+
+
+def test_rendering_time_is_reported(rendered_report: Rendered) -> None:
+    """Not a benchmark (the CPU is shared), a guard against a pathological slowdown."""
+    assert rendered_report.seconds < 120, rendered_report.seconds
