@@ -69,13 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--results", default="results", metavar="DIR")
 
     from bench.gate import add_parsers
+    from bench.perf import add_parser as add_perf_parser
 
     add_parsers(sub)
+    add_perf_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.gate import cmd_calibrate, cmd_check
+    from bench.perf import cmd_perf
 
     try:
         args = build_parser().parse_args(argv)
@@ -87,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report": cmd_report,
             "check": cmd_check,
             "calibrate": cmd_calibrate,
+            "perf": cmd_perf,
         }[args.command]
         return handler(args)
     except UsageError as e:

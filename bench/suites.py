@@ -55,6 +55,11 @@ PROFILES: dict[str, Profile] = {
 
 GROUP_KEYS = {
     "name", "question", "factor", "variants", "datasets", "set", "grid", "profiles",
+    "best_of", "analysis", "reuse",  # the d2l exercise suites (see bench/d2l.py)
+}
+# `--suite NAME` runs these suites in order (a later one may read an earlier one's records).
+SUITE_SETS: dict[str, tuple[str, ...]] = {
+    "d2l": ("d2l-ex1", "d2l-ex2", "d2l-ex3", "d2l-ex4", "d2l-ex5"),
 }
 SUITE_KEYS = {"description", "groups", "profiles"}
 PROFILE_KEYS = {"seeds", "num_epochs", "train_subset", "test_subset"}
@@ -70,6 +75,10 @@ class Group:
     fixed: dict[str, Any]
     grid: dict[str, list[Any]]
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # {suite, rule, text}: the configurations come from another suite's records (bench.d2l).
+    best_of: dict[str, Any] | None = None
+    analysis: str | None = None  # an analysis of bench.d2l.ANALYSES run after training
+    reuse: str | None = None  # copy identical finished runs (same run id) from this suite
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,46 @@ class PlannedRun:
 
 def available_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def suite_names(name: str) -> list[str]:
+    """The suites `--suite NAME` runs, in order: a suite set (d2l) stands for its members."""
+    if name in SUITE_SETS:
+        return list(SUITE_SETS[name])
+    avail = available_suites()
+    if name in avail:
+        return [name]
+    members = {m for ms in SUITE_SETS.values() for m in ms}
+    valid = [s for s in avail if s not in members] + list(SUITE_SETS)
+    valid += [s for s in avail if s in members]
+    raise UsageError(f"unknown suite {name!r}; valid: {', '.join(valid)}")
+
+
+def _parse_d2l_keys(where: str, g: dict[str, Any]) -> dict[str, Any]:
+    """The optional keys `best_of`, `analysis` and `reuse` (used by the d2l suites)."""
+    from bench.d2l import ANALYSES, RULES
+
+    out: dict[str, Any] = {}
+    if "analysis" in g:
+        a = _expect(f"{where}.analysis", g["analysis"], str, "a string")
+        if a not in ANALYSES:
+            raise UsageError(f"{where}.analysis must be one of {', '.join(ANALYSES)}; got {a!r}")
+        out["analysis"] = a
+    if "reuse" in g:
+        out["reuse"] = _expect(f"{where}.reuse", g["reuse"], str, "a suite name")
+    if "best_of" in g:
+        b = _expect(f"{where}.best_of", g["best_of"], dict, "a table {suite, rule, text}")
+        _check_keys(f"{where}.best_of", b, {"suite", "rule", "text"})
+        _expect(f"{where}.best_of.suite", b.get("suite"), str, "a suite name")
+        rule = _expect(f"{where}.best_of.rule", b.get("rule"), str, "a rule name")
+        if rule not in RULES:
+            raise UsageError(f"{where}.best_of.rule must be one of {', '.join(RULES)}; "
+                             f"got {rule!r}")
+        _expect(f"{where}.best_of.text", b.get("text", ""), str, "a string")
+        if g.get("grid"):
+            raise UsageError(f"{where}: best_of and grid cannot be combined")
+        out["best_of"] = dict(b)
+    return out
 
 
 def get_profile(name: str) -> Profile:
@@ -193,6 +242,7 @@ def parse_suite(name: str, text: str) -> Suite:
                 fixed=dict(_expect(f"{gw}.set", g.get("set", {}), dict, "a table")),
                 grid=dict(grid),
                 profiles=_parse_profiles(f"{gw}.profiles", g.get("profiles", {})),
+                **_parse_d2l_keys(gw, g),
             )
         )
     return Suite(name=name, description=desc, groups=groups, profiles=profiles)
@@ -226,8 +276,13 @@ def expand(
     seeds: int | None = None,
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
+    results: Path | None = None,
 ) -> list[PlannedRun]:
-    """Every run of the suite under the profile, validated (configs resolve, models build)."""
+    """Every run of the suite under the profile, validated (configs resolve, models build).
+
+    `results` is read only by `best_of` groups, whose configurations come from the records
+    of another suite (bench.d2l.best_of_choices).
+    """
     from variants import get_spec
 
     bad = [d for d in datasets or [] if d not in DATASET_NAMES]
@@ -248,16 +303,26 @@ def expand(
                 names = [n for n in names if n in set(list_variants(variants))]
         keys = list(group.grid)
         combos = list(itertools.product(*(group.grid[k] for k in keys))) or [()]
+        choices: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
+            (dict(zip(keys, combo, strict=True)), None) for combo in combos]
+        if group.best_of:
+            from bench.d2l import best_of_choices
+
+            choices = list(best_of_choices(
+                group, suite.name, profile, results=results, seeds=seeds,
+                overrides=overrides, device=device, n_seeds=n_seeds))
         for vname in names:
             spec = get_spec(vname)
             for ds in _datasets_for(group, spec.recipe.dataset, profile):
                 if datasets and ds not in datasets:
                     continue
-                for combo in combos:
-                    ov = {**group.fixed, **dict(zip(keys, combo, strict=True)), **(overrides or {})}
-                    fval = factor_value(group.factor, ov)
+                for combo_ov, info in choices:
+                    ov = {**group.fixed, **combo_ov, **(overrides or {})}
+                    fval = info["level"] if info else factor_value(group.factor, ov)
                     member = {"group": group.name, "question": group.question,
                               "factor": group.factor, "factor_value": fval}
+                    if info:
+                        member.update({k: v for k, v in info.items() if k != "level"})
                     for seed in range(n_seeds):
                         cfg = resolve_config(
                             vname, ds, seed, ov, profile_defaults=pdefaults, device=device

@@ -192,15 +192,16 @@ class Rendered:
 
 @contextmanager
 def evil_description() -> Iterator[None]:
-    """`mlp`'s description with a script tag appended: both formats must show it as text."""
+    """Fixed variant descriptions, so the golden file does not follow the registry's prose;
+    `mlp`'s ends in a script tag, which both formats must show as text."""
     import dataclasses
 
     from variants import registry
 
-    spec = registry._REGISTRY["mlp"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry._REGISTRY, "mlp",
-                   dataclasses.replace(spec, description=f"{spec.description} {EVIL}"))
+        for name, spec in sorted(registry._REGISTRY.items()):
+            desc = f"Fixture description of {name}." + (f" {EVIL}" if name == "mlp" else "")
+            mp.setitem(registry._REGISTRY, name, dataclasses.replace(spec, description=desc))
         yield
 
 

@@ -111,3 +111,23 @@ def test_compile_runs_or_falls_back(data_root: Path, monkeypatch: pytest.MonkeyP
 def test_cuda_graphs_needs_cuda() -> None:
     with pytest.raises(UsageError, match="cuda_graphs needs --device cuda"):
         resolve_config("mlp", None, 0, {"cuda_graphs": True}, device="cpu")
+
+
+def test_perf_command_writes_its_record(tmp_path: Path, data_root: Path) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    p = run_cli("perf", "--variants", "mlp", "--steps", "3", "--pack", "2", "--workers", "0",
+                "--out", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "engine ÷ usual" in p.stdout and "mlp" in p.stdout
+    files = list(tmp_path.glob("perf-cpu-*.json"))
+    assert len(files) == 1
+    rec = json.loads(files[0].read_text())
+    row = rec["rows"][0]
+    assert row["variant"] == "mlp" and row["packed_members"] == 2
+    assert row["engine_vs_usual"] == pytest.approx(
+        row["engine_examples_per_s"] / row["usual_loop_examples_per_s"])
+    assert set(row["inference_examples_per_s"]) == {"1", "128", "4096"}
+    assert rec["env"]["torch"] == torch.__version__

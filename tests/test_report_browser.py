@@ -78,7 +78,8 @@ def _run(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
 
 def _probe(report: Path, tmp: Path, width: int) -> tuple[dict[str, Any], str]:
     page = tmp / "probed.html"
-    probe = PROBE % json.dumps(EVIL)
+    # '</script>' inside the probe would end it early; '<\/' is the same string to JS
+    probe = PROBE % json.dumps(EVIL).replace("</", "<\\/")
     page.write_text(report.read_text().replace("<head>\n", "<head>\n" + probe, 1))
     p = _run(["--enable-logging=stderr", "--v=0", f"--window-size={width},900",
               "--dump-dom", page.as_uri()], tmp / f"profile-{width}")
