@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -151,6 +152,8 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise UsageError(f"{key} must be a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
