@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 # PROFILE: empty = full on a CUDA machine, quick on the CPU. `make bench PROFILE=full` forces it.
 PROFILE ?=
 RESULTS ?= results
+# The CI gate trains into its own folder, so it never just reuses the committed records.
+CHECK_RESULTS ?= .check-results
 QUIET := $(if $(CI),--quiet,)
 
-.PHONY: setup data bench report test check lint clean
+.PHONY: setup data bench report test check perf perf-micro lint clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,17 +33,31 @@ bench: data
 	    profile=quick; echo "no CUDA device: running profile quick on the CPU (make bench PROFILE=full forces full)"; \
 	  fi; \
 	fi; \
-	$(LB) run --suite variants --profile $$profile --results $(RESULTS) $(QUIET)
+	$(LB) run --suite variants --profile $$profile --results $(RESULTS) $(QUIET) && \
+	$(LB) run --suite d2l --profile $$profile --results $(RESULTS) $(QUIET)
 	$(LB) report --results $(RESULTS)
 
 report: setup
 	$(LB) report --results $(RESULTS)
 
-test: data
+browser:
+	@bash scripts/ensure-chromium.sh
+
+test: data browser
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory check
+
+check: data
+	$(LB) check --suite variants --profile smoke --results $(CHECK_RESULTS) $(QUIET)
+
+perf: data
+	$(LB) perf
+
+perf-micro: setup
+	$(PY) -m pytest tests/benchmarks -m benchmark --benchmark-autosave
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks *.egg-info $(CHECK_RESULTS)

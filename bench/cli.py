@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--yes", action="store_true", help="allow a very large grid")
     ru.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
 
-    rp = sub.add_parser("report", help="render the summary from the records")
+    rp = sub.add_parser("report", help="render report.md/.html and the summary from records")
     rp.add_argument("--results", default="results", metavar="DIR")
+    rp.add_argument("--data-root", default=None, help="for the example-image figures")
 
     from bench.gate import add_parsers
     from bench.perf import add_parser as add_perf_parser
@@ -252,7 +253,29 @@ def cmd_data(args: argparse.Namespace) -> int:
 # --- run ------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Train a suite; a suite set (`--suite d2l`) runs its member suites in order."""
+    from bench.suites import suite_names
+
+    names = suite_names(args.suite)
+    if len(names) == 1:
+        return _run_suite(args, names[0])
+    # Check every member before training any; one that picks its runs from an earlier one's
+    # records (d2l-ex3 from d2l-ex2) is checked as far as it can be before those exist.
+    for i, name in enumerate(names):
+        _run_suite(args, name, check_only=True, earlier=names[:i])
+    if args.dry_run:
+        return 0
+    for i, name in enumerate(names):
+        print(f"=== suite {name} ({i + 1}/{len(names)}) ===", flush=True)
+        _run_suite(args, name, earlier=names[:i])
+    return 0
+
+
+def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
+               earlier: Sequence[str] = ()) -> int:
+    """One suite: expand, train what has no record, then its analyses (if it has any)."""
     from bench.config import parse_assignments
+    from bench.d2l import NeedsRecords
     from bench.data import ensure_dataset, resolve_data_root
     from bench.records import finished_ids, locked, remove_records, runs_path
     from bench.runner import execute_plan
@@ -263,15 +286,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"unknown device {args.device!r}; valid: auto, cpu, cuda")
     device = _resolve_device(args.device)
-    suite = load_suite(args.suite)
+    suite = load_suite(name)
     profile = get_profile(args.profile)
     overrides = parse_assignments(args.set)
-    plan = expand(suite, profile, variants=args.variants, datasets=args.datasets,
-                  seeds=args.seeds, overrides=overrides, device=device)
+    results = Path(args.results)
+    try:
+        plan = expand(suite, profile, variants=args.variants, datasets=args.datasets,
+                      seeds=args.seeds, overrides=overrides, device=device, results=results)
+    except NeedsRecords:
+        if not earlier or not (check_only or args.dry_run):
+            raise
+        if args.dry_run:  # a preview: say what is not known yet
+            srcs = sorted({g.best_of["suite"] for g in suite.groups if g.best_of})
+            print(f"suite {name}: its runs are picked from the records of "
+                  f"{', '.join(srcs)}, known once that has run")
+        return 0
     if len(plan) > MAX_RUNS_WITHOUT_YES and not args.yes and not args.dry_run:
         raise UsageError(f"{len(plan)} runs is more than {MAX_RUNS_WITHOUT_YES}; "
                          "narrow it (--variants, --seeds) or pass --yes")
-    results = Path(args.results)
+    if check_only and not args.dry_run:
+        return 0
     path = runs_path(results, suite.name, profile.name)
     done = finished_ids(path)
     todo = [r for r in plan if args.force or r.run_id not in done]
@@ -284,6 +318,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(plan)} runs: {len(plan) - len(todo)} done, {len(todo)} to train "
               f"(suite {suite.name}, profile {profile.name}, device {device})")
         return 0
+    if todo and not args.force and any(g.reuse for g in suite.groups):
+        from bench.d2l import reuse_finished
+
+        with locked(path, timeout=0.5):
+            todo, reused = reuse_finished(todo, suite, profile.name, results)
+        if reused:
+            print(f"reused {len(reused)} finished runs with identical configs from "
+                  f"{', '.join(sorted({g.reuse for g in suite.groups if g.reuse}))}")
     if not todo:
         print(f"nothing to train: all {len(plan)} runs of suite {suite.name}, profile "
               f"{profile.name} already have records in {path} (use --force to re-run)")
@@ -301,6 +343,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             wall = time.perf_counter() - t0
         print(f"trained {len(todo)} runs in {wall:.1f} s: " +
               ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if any(g.analysis for g in suite.groups):  # the d2l exercises' analyses (bench.d2l)
+        from bench.d2l import run_analyses
+
+        run_analyses(suite, profile, plan, results, resolve_data_root(args.data_root),
+                     force=args.force, user_overrides=overrides)
     from report.summary import summary_rows, write_summary
 
     out = write_summary(results)
@@ -333,12 +380,14 @@ def _resolve_device(name: str) -> str:
 # --- report ---------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.data import resolve_data_root
+    from report.render import render_report
     from report.summary import write_summary
 
     results = Path(args.results)
     if not results.is_dir():
         raise UsageError(f"no results directory {results}; run `lenet-bench run` first")
-    out = write_summary(results)
-    print(out.read_text())
-    print(f"wrote {out}")
+    summary = write_summary(results)
+    md, html = render_report(results, data_root=resolve_data_root(args.data_root))
+    print(f"wrote {md}\nwrote {html}\nwrote {summary}")
     return 0

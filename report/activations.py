@@ -38,8 +38,8 @@ def plot_activation_grid(
     """
     n, c = acts.shape[0], acts.shape[1]
     cell = 0.75
-    fig, axes = plt.subplots(n, c + 1, figsize=(cell * (c + 1) + 1.5, cell * n + 0.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(n, c + 1, figsize=(cell * (c + 1) + 1.5, cell * n + 0.6),
+                             squeeze=False, layout="constrained")
     lo = acts.min(axis=(0, 2, 3))
     hi = acts.max(axis=(0, 2, 3))
     for i in range(n):

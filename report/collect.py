@@ -23,16 +23,53 @@ def is_d2l(suite: str) -> bool:
     return suite.startswith("d2l")
 
 
+def _normalize(r: Record, suite: str, profile: str) -> None:
+    """Fill what an old or cut-short record lacks, so every section can index it plainly."""
+    r.setdefault("suite", suite)
+    r.setdefault("profile", profile)
+    for key in ("metrics", "timing", "env", "config", "overrides"):
+        if not isinstance(r.get(key), dict):
+            r[key] = {}
+    if not isinstance(r.get("history"), list):
+        r["history"] = []
+    if not isinstance(r.get("seed"), int):
+        r["seed"] = -1
+    r.setdefault("status", "failed")
+    r.setdefault("variant", "?")
+    r.setdefault("dataset", "?")
+
+
 def load_all(results: Path) -> list[Record]:
     """Latest record per run id of every runs.jsonl, sorted by (suite, profile, run id)."""
     out: list[Record] = []
     for path in all_runs_files(results):
         recs = latest_by_id(read_records(path)).values()
         for r in recs:
-            r.setdefault("suite", path.parent.parent.name)
-            r.setdefault("profile", path.parent.name)
+            _normalize(r, path.parent.parent.name, path.parent.name)
         out.extend(recs)
     return sorted(out, key=lambda r: (r["suite"], r["profile"], r["run_id"]))
+
+
+def dedupe(records: list[Record]) -> tuple[list[Record], list[Record]]:
+    """One record per (suite, profile, variant, dataset, overrides, device, seed): the latest.
+
+    A run id hashes the whole config, so a schema change (a new config field) gives the same
+    experiment a new id and the records file keeps both; counting both would double a seed.
+    Returns (kept, superseded).
+    """
+    best: dict[tuple[Any, ...], Record] = {}
+    for r in records:
+        key = (r["suite"], r["profile"], r["variant"], r["dataset"],
+               overrides_label(r.get("overrides")), r["config"].get("device"), r["seed"])
+        old = best.get(key)
+        if old is None or (_ended(r), r["run_id"]) > (_ended(old), old["run_id"]):
+            best[key] = r
+    kept = {id(r) for r in best.values()}
+    return ([r for r in records if id(r) in kept], [r for r in records if id(r) not in kept])
+
+
+def _ended(r: Record) -> str:
+    return str(r["env"].get("ended") or "")
 
 
 def overrides_label(ov: dict[str, Any] | None) -> str:
@@ -50,6 +87,7 @@ class Group:
     dataset: str
     variant: str
     overrides: str
+    device: str = "?"
     records: list[Record] = field(default_factory=list)
     label: str = ""
 
@@ -80,7 +118,7 @@ class Group:
             v: Any = r
             for p in path:
                 v = v.get(p) if isinstance(v, dict) else None
-            if v is not None:
+            if v is not None and v != {}:
                 return v
         return None
 
@@ -92,14 +130,17 @@ def group_records(records: list[Record]) -> list[Group]:
         if is_d2l(r["suite"]):
             continue
         key = (r["suite"], r["profile"], r["dataset"], r["variant"],
-               overrides_label(r.get("overrides")))
+               overrides_label(r.get("overrides")), str(r["config"].get("device") or "?"))
         if key not in cells:
             cells[key] = Group(*key)
         cells[key].records.append(r)
     groups = list(cells.values())
     multi = len({g.runset for g in groups}) > 1
+    devices = len({g.device for g in groups}) > 1
     for g in groups:
         g.label = g.variant + (f" {g.overrides}" if g.overrides else "")
+        if devices:
+            g.label += f" ({g.device})"
         if multi:
             g.label += f" [{g.runset}]"
     return sorted(groups, key=lambda g: (g.dataset, -g.mean_acc(), g.label))

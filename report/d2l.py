@@ -165,12 +165,16 @@ def _group(sec: Section, suite: str, profile: str, gname: str, recs: list[Record
         sec.para(Strong(f"Answer ({ds}):"), " " + answer(factor, levels))
 
 
+SKIP_KEYS = ("inputs", "figures", "answer")  # provenance, file lists, answers (shown apart)
+
+
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """JSON → (dotted key, short value) rows; per-run lists collapse to a count."""
     if isinstance(obj, dict):
-        return [kv for k in sorted(obj, key=str) for kv in
+        return [kv for k in sorted(obj, key=str) if str(k) not in SKIP_KEYS for kv in
                 _flatten(obj[k], f"{prefix}.{k}" if prefix else str(k))]
     if isinstance(obj, list) and any(isinstance(x, (dict, list)) for x in obj):
-        return [kv for i, x in enumerate(obj) for kv in _flatten(x, f"{prefix}[{i}]")]
+        return [(prefix, f"{len(obj)} entries (details in the file)")]
     if isinstance(obj, float):
         return [(prefix, f"{obj:.4g}")]
     if isinstance(obj, list):
@@ -179,33 +183,65 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, str(obj))]
 
 
+def _summary_json(sec: Section, p: Path, rel: str) -> None:
+    try:
+        data = json.loads(p.read_text())
+    except (ValueError, OSError) as e:
+        sec.para(f"{rel}: could not be read ({type(e).__name__}).")
+        return
+    if isinstance(data, dict) and isinstance(data.get("answer"), str):
+        sec.para(Strong("Answer (from the analysis):"), " " + data["answer"])
+    kv = _flatten(data)
+    shown = tuple((Cell(k), Cell(v)) for k, v in kv[:MAX_JSON_ROWS])
+    more = f"; {len(kv) - MAX_JSON_ROWS} more entries in the file" \
+        if len(kv) > MAX_JSON_ROWS else ""
+    if shown:
+        sec.add(Table(("key", "value"), shown, caption=f"{rel}{more}"))
+
+
+def _listed_figures(files: list[Path]) -> list[str]:
+    """The order an analysis gave its figures in (a "figures" list in its JSON), if any."""
+    for p in files:
+        if p.suffix.lower() == ".json":
+            try:
+                figs = json.loads(p.read_text()).get("figures")
+            except (ValueError, OSError, AttributeError):
+                continue
+            if isinstance(figs, list):
+                return [str(f) for f in figs]
+    return []
+
+
+def _file_order(p: Path, adir: Path, listed: list[str]) -> tuple[int, int, str]:
+    """JSON summaries first, then figures in the analysis's own order, then the rest."""
+    rel = p.relative_to(adir).as_posix()
+    if p.suffix.lower() == ".json":
+        return (0, 0, rel)
+    return (1, listed.index(rel) if rel in listed else len(listed), rel)
+
+
 def _analysis(sec: Section, suite: str, profile: str, adir: Path, out_dir: Path) -> None:
-    files = sorted(p for p in adir.iterdir() if p.is_file())
+    files = sorted((p for p in adir.rglob("*") if p.is_file()),
+                   key=lambda p: p.relative_to(adir).as_posix())
     if not files:
         return
     sec.add(Heading(4, f"Analysis files ({suite}/{profile}/analysis)",
                     slug(f"analysis-{suite}-{profile}")))
     others = []
-    for p in files:
-        rel = f"{suite}/{profile}/analysis/{p.name}"
+    listed = _listed_figures(files)
+    for p in sorted(files, key=lambda f: _file_order(f, adir, listed)):
+        name_in = p.relative_to(adir).as_posix()
+        rel = f"{suite}/{profile}/analysis/{name_in}"
         if p.suffix.lower() == ".png":
-            name = f"{slug(f'{suite}-{profile}-analysis')}-{slug(p.stem)}.png"
+            name = f"{slug(f'{suite}-{profile}-analysis')}-{slug(name_in[:-4])}.png"
             dest = out_dir / "figures" / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             if p.resolve() != dest.resolve():
                 shutil.copyfile(p, dest)
-            sec.add(Figure(f"figures/{name}", rel, f"{suite} analysis: {p.stem}"))
+            sec.add(Figure(f"figures/{name}", rel, f"{suite} analysis: {name_in}"))
         elif p.suffix.lower() == ".json":
-            try:
-                kv = _flatten(json.loads(p.read_text()))
-            except (ValueError, OSError) as e:
-                sec.para(f"{rel}: could not be read ({type(e).__name__}).")
-                continue
-            shown = tuple((Cell(k), Cell(v)) for k, v in kv[:MAX_JSON_ROWS])
-            more = f"; {len(kv) - MAX_JSON_ROWS} more entries in the file" \
-                if len(kv) > MAX_JSON_ROWS else ""
-            sec.add(Table(("key", "value"), shown, caption=f"{rel}{more}"))
-        else:
+            _summary_json(sec, p, rel)
+        elif not p.name.startswith(".") and p.suffix not in (".tmp", ".lock"):
             others.append(text(Code(rel)))
     if others:
         sec.para("Other analysis files:")

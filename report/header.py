@@ -47,7 +47,8 @@ def _runsets_table(records: list[Record]) -> Table:
     rows = []
     for (suite, profile), recs in sorted(sets.items()):
         st = Counter(r["status"] for r in recs)
-        epochs = sorted({r["config"]["num_epochs"] for r in recs if r.get("config")})
+        epochs = sorted({r["config"]["num_epochs"] for r in recs
+                         if r["config"].get("num_epochs") is not None})
         rows.append((
             Cell(suite), Cell(profile), cell(len(recs), str(len(recs))),
             cell(st["ok"], str(st["ok"])), cell(st["diverged"], str(st["diverged"])),
@@ -90,8 +91,10 @@ def _machine(records: list[Record]) -> list[Text]:
     return items
 
 
-def header_section(records: list[Record], variants: list[tuple[str, str, str]]) -> Section:
-    """`variants`: (name, source, description) of every variant that has records."""
+def header_section(records: list[Record], variants: list[tuple[str, str, str]],
+                   superseded: list[Record] | None = None) -> Section:
+    """`variants`: (name, source, description) of every variant that has records;
+    `superseded`: older records of the same run (left out, but said)."""
     sec = Section("What ran", "what-ran")
     if not records:
         sec.para("No records found: run ", Code("lenet-bench run --suite variants"), " first.")
@@ -103,11 +106,17 @@ def header_section(records: list[Record], variants: list[tuple[str, str, str]]) 
              "(suite × profile):")
     sec.add(_runsets_table(records))
     when = f"{min(starts) if starts else DASH} → {last_ended(records) or DASH} (UTC)"
-    sec.add(Bullets(tuple(_machine(records)) + (
+    items = tuple(_machine(records)) + (
         text(f"when: {when}"),
         text(f"total compute: {duration(sum(secs))} (sum of the runs' wall times, "
              f"{len(secs)} runs, data loading and evaluation included)"),
-    )))
+    )
+    if superseded:
+        items += (text(f"{len(superseded)} older records of the same runs (same suite, "
+                       "profile, variant, dataset, overrides, device and seed, but an older "
+                       "config schema or an earlier attempt) are superseded by the latest and "
+                       "left out of everything below"),)
+    sec.add(Bullets(items))
     sec.para("Over seeds, ", Code("a ± b"), " is the mean ± the sample standard deviation; "
              "95% CI is the Student-t confidence interval of the mean. Accuracies and errors are "
              "on the test set; pp = percentage points.")

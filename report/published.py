@@ -70,8 +70,9 @@ KNOWN: dict[str, Callable[[Group, dict[str, Any], list[Group]], list[str]]] = {
 
 def reasons(g: Group, spec: VariantSpec, groups: list[Group]) -> list[str]:
     """Facts that separate our runs from the source's, most specific last."""
-    cfg = g.first("config") or {}
     rec = spec.recipe
+    # the recipe fills what an old record's config lacks
+    cfg = {**rec.to_dict(), "eval_batch_size": 1024, **(g.first("config") or {})}
     out = []
     if cfg.get("num_epochs", rec.num_epochs) < rec.num_epochs:
         out.append(f"trained {cfg['num_epochs']} of the recipe's {rec.num_epochs} epochs "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from report.collect import Group, Record, group_records, load_all
+from report.collect import Group, Record, dedupe, group_records, load_all
 from report.d2l import d2l_section
 from report.doc import Block, Figure, Para, Section, text
 from report.figures import FIG_DIR
@@ -42,13 +42,14 @@ def _variants(records: list[Record]) -> list[tuple[str, str, str]]:
 def build(records: list[Record], results: Path, out_dir: Path,
           data_root: Path | None) -> tuple[list[Block], list[Section]]:
     """The report's blocks; writes its figures under out_dir/figures/ on the way."""
+    records, superseded = dedupe(records)
     groups: list[Group] = group_records(records)
     end = last_ended(records)
     intro: list[Block] = [Para(text(
         f"Rendered from the run records under results/ (latest record: {end or 'none'}). "
         "Every number below is computed from those records; nothing is retrained."))]
     sections = [
-        header_section(records, _variants(records)),
+        header_section(records, _variants(records), superseded),
         leaderboard_section(groups),
         published_section(groups),
         significance_section(groups),

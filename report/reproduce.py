@@ -75,9 +75,9 @@ def reproduce_section(records: list[Record]) -> Section:
         if not exact:
             unverified.append(f"{suite}/{profile}")
     lines.append("lenet-bench report --results results")
-    sec.para("From a clean checkout, on a machine like the one in section 1 (timings differ "
-             "elsewhere; on the CPU, accuracies are bit-for-bit the same for the same config "
-             "and seed). Each command resumes where it stopped; records go to "
+    sec.para("From a clean checkout, on a machine like the one in section 1: timings differ "
+             "elsewhere, and the engine is deterministic for a given config, seed and device "
+             "type. Each command resumes where it stopped; records go to "
              "results/<suite>/<profile>/runs.jsonl.")
     sec.add(CodeBlock("\n".join(lines)))
     if len(commits) > 1:

@@ -171,10 +171,16 @@ def write_fixture(results: Path, *, weights: bool = True) -> list[dict[str, Any]
     adir.mkdir(parents=True, exist_ok=True)
     (adir / "activations-layer1.png").write_bytes(tiny_png())
     (adir / "summary.json").write_text(json.dumps({
-        "inputs": ["pullover", "coat", "noise"],
-        "layer1": {"mean_activation": {"pullover": 0.2134, "coat": 0.2311, "noise": 0.4102},
-                   "dead_fraction": 0.125},
-        "note": "<i>generated</i> by the ex4 analysis",
+        "inputs": {"digest": "0" * 64, "run_ids": ["a" * 16]},
+        "figures": ["activations-layer1.png"],
+        "answer": "activations: conv2 separates pullovers from coats better (probe 0.91 vs 0.84).",
+        "activations": {
+            "classes": ["Pullover", "Coat"],
+            "layer1": {"mean_activation": {"pullover": 0.2134, "coat": 0.2311, "noise": 0.4102},
+                       "dead_fraction": 0.125, "runs": [{"seed": 0, "probe": 0.84}]},
+            "note": "<i>generated</i> by the ex4 analysis",
+            "answer": "not repeated in the table",
+        },
     }, indent=1, sort_keys=True))
     return recs
 

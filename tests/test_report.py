@@ -4,13 +4,14 @@ escaping, self-contained HTML, and the numbers the generated sentences quote."""
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from report.collect import group_records, load_all
+from report.collect import dedupe, group_records, load_all
 from report.d2l import d2l_section
 from report.doc import Para, Section
 from report.fmt import pval
@@ -144,7 +145,10 @@ def test_d2l_answers_are_generated(rendered_report: Rendered) -> None:
     assert "lr: significant effect" in md and "0.5: 2 of 3 runs diverged" in md
     assert "figures/d2l-ex2-quick-kernel-size.png" in md
     assert "figures/d2l-ex4-quick-analysis-activations-layer1.png" in md
-    assert "| layer1.mean_activation.coat | 0.2311 |" in md
+    assert "| activations.layer1.mean_activation.coat | 0.2311 |" in md
+    assert "**Answer (from the analysis):** activations: conv2 separates" in md
+    assert "| activations.layer1.runs | 1 entries (details in the file) |" in md
+    assert "digest" not in md and "not repeated" not in md
 
 
 def test_reproduce_commands_are_verified(rendered_report: Rendered) -> None:
@@ -169,6 +173,19 @@ def test_empty_results_still_render(tmp_path: Path) -> None:
     assert re.findall(r"^## \d+\. (.+)$", text, flags=re.M) == SECTIONS
     assert "No records found" in text and "No d2l exercise records yet" in text
     assert html.read_text().count("<img") == 0
+
+
+def test_sparse_records_do_not_crash(tmp_path: Path) -> None:
+    """Old or cut-short records (no timing, history, metrics or env) still render."""
+    path = tmp_path / "results" / "variants" / "quick" / "runs.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"run_id": "a" * 16}) + "\n" + json.dumps(
+        {"run_id": "b" * 16, "status": "ok", "variant": "lenet5", "dataset": "mnist", "seed": 0,
+         "metrics": {"test_acc": 0.98}, "timing": None}) + "\n")
+    md, _ = render_report(tmp_path / "results", tmp_path / "out", tmp_path / "nodata")
+    text = md.read_text()
+    assert re.findall(r"^## \d+\. (.+)$", text, flags=re.M) == SECTIONS
+    assert "| lenet5 | 1 | 0 | 0 | 98.00% |" in text
 
 
 def _examples_md(results: Path, data_root: Path, out: Path) -> str:
@@ -200,3 +217,18 @@ def test_missing_data_is_said(tmp_path: Path) -> None:
 def test_rendering_time_is_reported(rendered_report: Rendered) -> None:
     """Not a benchmark (the CPU is shared), a guard against a pathological slowdown."""
     assert rendered_report.seconds < 120, rendered_report.seconds
+
+
+def test_superseded_records_do_not_double_a_seed() -> None:
+    """Same run under a newer config schema (new run id): only the latest counts."""
+    def rec(rid: str, ended: str, device: str = "cpu") -> dict:
+        return {"run_id": rid, "suite": "variants", "profile": "quick", "variant": "mlp",
+                "dataset": "mnist", "seed": 0, "overrides": {}, "config": {"device": device},
+                "env": {"ended": ended}, "status": "ok", "metrics": {"test_acc": 0.9}}
+
+    old, new, gpu = rec("a" * 16, "2026-01-01T00:00:00"), rec("b" * 16, "2026-01-02T00:00:00"), \
+        rec("c" * 16, "2026-01-01T00:00:00", "cuda")
+    kept, superseded = dedupe([new, old, gpu])
+    assert kept == [new, gpu] and superseded == [old]
+    labels = sorted(g.label for g in group_records(kept))
+    assert labels == ["mlp (cpu)", "mlp (cuda)"]  # devices are never pooled
