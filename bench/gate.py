@@ -260,15 +260,15 @@ class Prepared:
     plan: list[Any]
     runs_file: Path
     trained: int
-    reused: int
-    seconds: float
+    reused: list[str]  # run ids whose existing records were used
 
 
 def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str, Any],
-             train: bool) -> Prepared:
-    """Expand the suite like `run` does, train what has no record yet, and say what was reused."""
+             train: bool, fresh: bool = False) -> Prepared:
+    """Expand the suite like `run` does, train what has no record yet (everything if `fresh`),
+    and say what was reused."""
     from bench.data import ensure_dataset, resolve_data_root
-    from bench.records import finished_ids, locked, runs_path
+    from bench.records import finished_ids, locked, remove_records, runs_path
     from bench.runner import execute_plan
     from bench.suites import expand, get_profile, load_suite
 
@@ -281,8 +281,7 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
     results = Path(args.results)
     path = runs_path(results, suite.name, profile.name)
     done = finished_ids(path)
-    todo = [r for r in plan if r.run_id not in done]
-    t0 = time.perf_counter()
+    todo = [r for r in plan if fresh or r.run_id not in done]
     if todo and train:
         root = resolve_data_root(args.data_root)
         for ds in sorted({r.config.dataset for r in todo}):
@@ -290,10 +289,12 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
         print(f"suite {suite.name}, profile {profile.name}: {len(todo)} runs to train, "
               f"{len(plan) - len(todo)} reused from {path}; device {device}", flush=True)
         with locked(path, timeout=0.5):
+            if fresh:
+                remove_records(path, {r.run_id for r in todo})
             execute_plan(todo, results, root, quiet=args.quiet)
-    trained = len(todo) if train else 0
-    return Prepared(suite, profile, plan, path, trained, len(plan) - len(todo),
-                    time.perf_counter() - t0)
+    todo_ids = {r.run_id for r in todo}
+    return Prepared(suite, profile, plan, path, len(todo) if train else 0,
+                    [r.run_id for r in plan if r.run_id not in todo_ids])
 
 
 def _resolve_device(name: str) -> str:
@@ -379,7 +380,8 @@ def judge(plan: list[Any], records: dict[str, dict[str, Any]],
         elif th is None:
             rows.append(Row(variant, ds, n, value, None, "WARN", "no threshold"))
         elif value is not None and value >= th.value:
-            rows.append(Row(variant, ds, n, value, th.value, "PASS"))
+            weak = "weak threshold (near chance)" if th.value < WEAK_BELOW else ""
+            rows.append(Row(variant, ds, n, value, th.value, "PASS", weak))
         else:
             rows.append(Row(variant, ds, n, value, th.value, "FAIL", "below threshold"))
     return rows
@@ -407,6 +409,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bench.config import parse_assignments
     from bench.records import latest_by_id, read_records
 
+    if args.fresh and args.no_train:
+        raise UsageError("--fresh retrains every run and --no-train trains none: pick one")
     perf = resolve_perf(Path(args.benchmarks), args.perf_baseline) if (
         args.perf or args.perf_only) else None
     if args.perf_only:
@@ -416,7 +420,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     thresholds = load_thresholds(th_path)  # a bad file fails before anything trains
     overrides = parse_assignments(args.set)
     t0 = time.perf_counter()
-    prep = _prepare(args, seeds=None, overrides=overrides, train=not args.no_train)
+    prep = _prepare(args, seeds=None, overrides=overrides, train=not args.no_train,
+                    fresh=args.fresh)
     suite, prof = prep.suite.name, prep.profile.name
     mine = thresholds.for_profile(suite, prof)
     records = latest_by_id(read_records(prep.runs_file))
@@ -429,6 +434,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"note: overrides active ({ov}): these runs differ from the calibrated "
               "configuration but are compared with its thresholds")
     _note_environment(thresholds.meta.get((suite, prof)), prep.plan)
+    _note_stale(prep.reused, records)
     print(render_rows(rows))
     for r in rows:
         if r.status == "WARN":
@@ -441,10 +447,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             _warn(f"threshold {suite}.{prof}.{v}.{d} in {th_path} is not checked: the suite "
                   "has no such run")
     fails = [r for r in rows if r.status == "FAIL"]
+    n_warn = sum(r.status == "WARN" for r in rows)
     wall = time.perf_counter() - t0
-    print(f"{len(rows) - len(fails)} of {len(rows)} passed"
+    print(f"{len(rows) - len(fails) - n_warn} of {len(rows)} passed"
+          + (f"; {n_warn} without threshold (not gated)" if n_warn else "")
           + (f"; FAIL: {', '.join(f'{r.variant}/{r.dataset}' for r in fails)}" if fails else "")
-          + f" ({prep.trained} runs trained, {prep.reused} reused, {wall:.1f} s)")
+          + f" ({prep.trained} runs trained, {len(prep.reused)} reused, {wall:.1f} s)")
     if perf is not None:
         _print_perf(perf)
     return 1 if fails else 0
@@ -460,6 +468,25 @@ def _note_environment(meta: dict[str, Any] | None, plan: list[Any]) -> None:
     diff = [f"{k} {meta[k]!r} → {v!r}" for k, v in here.items() if k in meta and meta[k] != v]
     if diff:
         print(f"note: calibrated elsewhere ({'; '.join(diff)}); small differences are expected")
+
+
+def _note_stale(reused: list[str], records: dict[str, dict[str, Any]]) -> None:
+    """A run id hashes the config, not the code: reused records may predate a code change."""
+    from bench.env import git_info
+
+    here = git_info()
+    if here.get("git_commit") is None:
+        return
+    stale = {}
+    for rid in reused:
+        env = (records.get(rid) or {}).get("env") or {}
+        if env.get("git_commit") != here["git_commit"] or env.get("git_dirty") is not False:
+            stale[rid] = str(env.get("git_commit") or "unknown")[:10] + (
+                "+dirty" if env.get("git_dirty") else "")
+    if stale:
+        print(f"note: {len(stale)} reused records may predate the current code (made at "
+              f"{', '.join(sorted(set(stale.values())))}; now {here['git_commit'][:10]}"
+              f"{'+dirty' if here.get('git_dirty') else ''}); `--fresh` retrains them")
 
 
 def _cpu_name() -> str:
@@ -536,7 +563,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     print(tabulate(table, headers=["variant", "dataset", "n", "mean", "std", "min seed",
                                    "threshold"], tablefmt="simple", disable_numparse=True))
-    print(f"wrote {th_path} ({rule}; {prep.trained} runs trained, {prep.reused} reused); "
+    print(f"wrote {th_path} ({rule}; {prep.trained} runs trained, {len(prep.reused)} reused); "
           f"review it (git diff {th_path}) and commit")
     return 1 if bad else 0
 
@@ -616,16 +643,24 @@ def resolve_perf(bench_dir: Path, baseline: str | None = None,
 
 def _compare(latest_p: Path, latest: dict[str, Any], base_p: Path, base: dict[str, Any],
              slowdown: float, warnings: list[str]) -> tuple[list[str], list[str]]:
-    def stats(d: dict[str, Any]) -> dict[str, float]:
+    def stats(d: dict[str, Any]) -> dict[str, tuple[float, Any]]:
         out = {}
         for b in d["benchmarks"]:
             v = (b.get("stats") or {}).get(PERF_STAT) if isinstance(b, dict) else None
             if isinstance(b, dict) and _is_num(v) and v > 0:
-                out[str(b.get("fullname") or b.get("name"))] = float(v)
+                threads = (b.get("extra_info") or {}).get("threads")
+                out[str(b.get("fullname") or b.get("name"))] = (float(v), threads)
         return out
 
-    now, then = stats(latest), stats(base)
-    common = sorted(set(now) & set(then))
+    now_t, then_t = stats(latest), stats(base)
+    both = set(now_t) & set(then_t)
+    other_threads = {n for n in both if now_t[n][1] != then_t[n][1]}
+    if other_threads:
+        warnings.append(f"perf: {len(other_threads)} benchmarks ran with another thread count "
+                        f"than in {base_p.name}; not compared")
+    now = {n: t for n, (t, _) in now_t.items()}
+    then = {n: t for n, (t, _) in then_t.items()}
+    common = sorted(both - other_threads)
     slower = 0
     for name in common:
         ratio = now[name] / then[name]
@@ -679,6 +714,9 @@ def add_parsers(sub: Any) -> None:
     common(ch)
     ch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override the config (new runs; compared with the plain thresholds)")
+    ch.add_argument("--fresh", action="store_true",
+                    help="retrain every run (records otherwise reused were made by the code of "
+                    "their time: a run id hashes the config, not the code)")
     ch.add_argument("--no-train", action="store_true",
                     help="judge existing records only; a run without one is a FAIL")
     ch.add_argument("--perf", action="store_true",

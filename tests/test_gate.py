@@ -39,7 +39,7 @@ def _write(path: Path, *entries: str, schema: str = "schema = 1\n") -> Path:
     return path
 
 
-def _check(tmp: Path, results: Path, thresholds: Path, *extra: str) -> int:
+def _check(results: Path, thresholds: Path, *extra: str) -> int:
     return main(["check", "--suite", "variants", "--profile", "smoke", "--quiet",
                  "--results", str(results), "--thresholds", str(thresholds), *extra])
 
@@ -49,7 +49,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     """One normal smoke run of the cheap variant (trained by a passing `check`)."""
     res = tmp_path_factory.mktemp("results")
     th = _write(tmp_path_factory.mktemp("th") / "t.toml", _entry())
-    assert _check(res, res, th, "--variants", CHEAP, "--data-root", str(data_root)) == 0
+    assert _check(res, th, "--variants", CHEAP, "--data-root", str(data_root)) == 0
     return res
 
 
@@ -81,7 +81,7 @@ def test_bad_thresholds_file_is_one_line_exit_2(tmp_path: Path, content: str,
                                                 ) -> None:
     th = _write(tmp_path / "bad.toml", content)
     res = tmp_path / "results"
-    assert _check(tmp_path, res, th, "--variants", CHEAP) == 2
+    assert _check(res, th, "--variants", CHEAP) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lenet-bench: error:"), err
     assert fragment in err[0] and str(th) in err[0], err[0]
@@ -90,18 +90,18 @@ def test_bad_thresholds_file_is_one_line_exit_2(tmp_path: Path, content: str,
 
 def test_missing_or_schemaless_file_is_exit_2(tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
-    assert _check(tmp_path, tmp_path / "r", tmp_path / "nope.toml") == 2
+    assert _check(tmp_path / "r", tmp_path / "nope.toml") == 2
     assert "not found; create it with `lenet-bench calibrate" in capsys.readouterr().err
     th = _write(tmp_path / "t.toml", _entry(), schema="")
-    assert _check(tmp_path, tmp_path / "r", th) == 2
+    assert _check(tmp_path / "r", th) == 2
     assert "schema must be 1, got None" in capsys.readouterr().err
 
 
 def test_usage_errors_of_the_subcommands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     th = _write(tmp_path / "t.toml", _entry())
-    assert _check(tmp_path, tmp_path / "r", th, "--frobnicate") == 2
+    assert _check(tmp_path / "r", th, "--frobnicate") == 2
     assert main(["calibrate", "--seeds", "1", "--thresholds", str(th)]) == 2
-    assert _check(tmp_path, tmp_path / "r", th, "--set", "colour=red") == 2
+    assert _check(tmp_path / "r", th, "--set", "colour=red") == 2
     err = capsys.readouterr().err.splitlines()
     assert "unrecognized arguments: --frobnicate" in err[0]
     assert "--seeds must be ≥ 2" in err[1] and "unknown override 'colour'" in err[2]
@@ -141,7 +141,7 @@ def test_committed_file_is_valid_and_covers_the_smoke_suite() -> None:
 
 def test_missing_result_is_a_fail(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     th = _write(tmp_path / "t.toml", _entry())
-    assert _check(tmp_path, tmp_path / "empty", th, "--variants", CHEAP, "--no-train") == 1
+    assert _check(tmp_path / "empty", th, "--variants", CHEAP, "--no-train") == 1
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith(CHEAP))
     assert "FAIL" in row and "no record for seed 0" in row
@@ -151,11 +151,22 @@ def test_missing_result_is_a_fail(tmp_path: Path, capsys: pytest.CaptureFixture)
 def test_normal_run_passes_and_is_reused(results: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     th = _write(tmp_path / "t.toml", _entry())
-    assert _check(tmp_path, results, th, "--variants", CHEAP) == 0
+    assert _check(results, th, "--variants", CHEAP) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith(CHEAP))
     assert "PASS" in row and "0.5000" in row
     assert "1 of 1 passed (0 runs trained, 1 reused" in out
+
+
+def test_fresh_retrains_instead_of_reusing(results: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """Run ids hash the config, not the code: `--fresh` (what CI wants) retrains anyway."""
+    th = _write(tmp_path / "t.toml", _entry())
+    assert _check(results, th, "--variants", CHEAP, "--fresh") == 0
+    assert "1 of 1 passed (1 runs trained, 0 reused" in capsys.readouterr().out
+    recs = [json.loads(x) for x in (results / "variants/smoke/runs.jsonl").read_text().splitlines()]
+    plain = [r for r in recs if r["variant"] == CHEAP and r["seed"] == 0 and not r["overrides"]]
+    assert len(plain) == 1  # replaced, not added
 
 
 def test_crippled_variant_fails_by_name(results: Path, data_root: Path,
@@ -186,7 +197,7 @@ def test_failed_run_is_a_fail(results: Path, tmp_path: Path,
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({**rec, "status": "diverged", "error": "loss became nan"}) + "\n")
     th = _write(tmp_path / "t.toml", _entry())
-    assert _check(tmp_path, res, th, "--variants", CHEAP, "--no-train") == 1
+    assert _check(res, th, "--variants", CHEAP, "--no-train") == 1
     row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(CHEAP))
     assert "FAIL" in row and "seed 0 diverged: loss became nan" in row
 
@@ -194,7 +205,7 @@ def test_failed_run_is_a_fail(results: Path, tmp_path: Path,
 def test_variant_without_threshold_warns(results: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     th = _write(tmp_path / "t.toml", _entry(variant="cnn_fidle"))
-    assert _check(tmp_path, results, th, "--variants", CHEAP, "--no-train") == 0
+    assert _check(results, th, "--variants", CHEAP, "--no-train") == 0
     cap = capsys.readouterr()
     row = next(x for x in cap.out.splitlines() if x.startswith(CHEAP))
     assert "WARN" in row and "no threshold" in row
@@ -221,13 +232,14 @@ def test_calibrate_writes_a_reviewable_entry(results: Path, tmp_path: Path,
 
 # --- speed: warnings only -------------------------------------------------------------------
 
-def _bench(path: Path, times: dict[str, float], node: str = "ci-1", when: str = "") -> None:
+def _bench(path: Path, times: dict[str, float], node: str = "ci-1", threads: int = 1) -> None:
+    """A minimal pytest-benchmark save (the fields the comparison reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "machine_info": {"node": node, "cpu": {"brand_raw": "AMD EPYC", "count": 2}},
-        "datetime": when or path.name[:4],
-        "benchmarks": [{"name": n, "fullname": f"t.py::{n}", "stats": {"min": t, "mean": t}}
-                       for n, t in times.items()],
+        "datetime": path.name[:4],
+        "benchmarks": [{"name": n, "fullname": f"t.py::{n}", "stats": {"min": t, "mean": t},
+                        "extra_info": {"threads": threads}} for n, t in times.items()],
     }))
 
 
@@ -240,6 +252,10 @@ def test_perf_warns_only_above_25_percent(tmp_path: Path) -> None:
         rep.warnings[0]
     assert "0002_b.json vs 0001_a.json: 3 benchmarks compared (min time), 1 more than 25% " \
         "slower, 1 new" in rep.lines[0]
+    _bench(d / "0003_c.json", {"fwd": 9.0}, threads=2)  # other thread count: not compared
+    rep = resolve_perf(tmp_path / ".benchmarks")
+    assert rep.warnings == ["perf: 1 benchmarks ran with another thread count than in "
+                            "0002_b.json; not compared"]
 
 
 def test_perf_baseline_is_same_machine_or_named(tmp_path: Path) -> None:

@@ -5,11 +5,16 @@ the recipe's optimizer and loss) at batch 128 on the CPU, plus one engine epoch 
 2,048-image subset. `make perf-micro` saves them under .benchmarks/ (--benchmark-autosave);
 compare two saves with --benchmark-compare, or let `lenet-bench check --perf` warn when one is
 more than 25% slower than the previous save of the same machine. Speed never fails CI.
+
+Threads are pinned (BENCH_THREADS, default 1): on a shared 2-core CPU, two OpenMP threads per
+process oversubscribe the cores and made the same step 10-30× slower and erratic, while one
+thread gives stable, comparable numbers. Saves with different thread counts are not compared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,15 @@ pytestmark = pytest.mark.benchmark(max_time=0.5, min_rounds=5, warmup=True,
 BATCH = 128
 EPOCH_SUBSET = 2048
 DEVICE = torch.device("cpu")
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pinned_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def _setup(variant: str) -> tuple[Any, torch.nn.Module, torch.Tensor, torch.Tensor]:
