@@ -122,23 +122,71 @@ def level_label(v: Any) -> str:
 
 
 def overrides_label(ov: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(ov.items())) or "defaults"
+    """`activation=tanh, channels=[24, 44]`; no overrides = 'defaults'."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                     for k, v in sorted(ov.items())) or "defaults"
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
+    """a − b over the seeds both have (same seed = same data order): mean, 95% CI, wins.
+
+    Seeds move every configuration together (a slow-starting seed is slow for all), so the
+    per-seed difference is far less noisy than the difference of two independent means.
+    """
+    from bench.metrics import t_quantile_975
+
+    seeds = sorted(set(a) & set(b), key=int)
+    diffs = [a[s] - b[s] for s in seeds]
+    n = len(diffs)
+    out: dict[str, Any] = {"n": n, "mean": _r(statistics.fmean(diffs)) if n else None,
+                           "higher_in": sum(d > 0 for d in diffs), "ci_low": None,
+                           "ci_high": None, "resolved": False}
+    if n >= 2:
+        half = t_quantile_975(n - 1) * statistics.stdev(diffs) / math.sqrt(n)
+        m = statistics.fmean(diffs)
+        out.update(ci_low=_r(m - half), ci_high=_r(m + half),
+                   resolved=bool(m - half > 0 or m + half < 0))
+    return out
 
 
 def _verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """Is the gap between two seed samples larger than their noise? (a rough 2·SE check)."""
-    if a.get("mean") is None or b.get("mean") is None:
-        return "cannot compare (no finished runs)"
-    if a.get("std") is None or b.get("std") is None:
-        return "one seed: no noise estimate"
-    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
-    diff = abs(a["mean"] - b["mean"])
-    n = min(a["n"], b["n"])
-    tag = f"n={n} seeds, a rough 2·SE check" if n < 5 else "2·SE check"
-    if se == 0:
-        return f"identical across seeds ({tag})"
-    return (f"beyond seed noise ({tag})" if diff > 2 * se
-            else f"within seed noise ({tag})")
+    """a vs b (level rows): direction per seed and the paired 95% CI, in words."""
+    d = paired_difference(a["test_acc_by_seed"], b["test_acc_by_seed"])
+    if not d["n"]:
+        return "no common finished seeds"
+    text = f"higher in {d['higher_in']}/{d['n']} seeds"
+    if d["n"] < 2:
+        return text + " (one seed: no noise estimate)"
+    ci = f"paired 95% CI [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] pp"
+    return f"{text}, {ci}: " + ("beyond seed noise" if d["resolved"] else
+                                f"not resolved with n={d['n']}")
+
+
+def is_default(variant: str, overrides: dict[str, Any], ignore: Any = ()) -> bool:
+    """Do these overrides (except keys in `ignore`) leave the recipe and defaults unchanged?"""
+    from bench.config import resolve_config
+
+    base = resolve_config(variant, None, 0)
+    for k, v in overrides.items():
+        if k in ignore:
+            continue
+        cur = base.model.get(k, getattr(base, k, None))
+        if isinstance(cur, tuple):
+            cur = list(cur)
+        if isinstance(v, (int, float)) and isinstance(cur, (int, float)) \
+                and not isinstance(v, bool):
+            if float(v) != float(cur):
+                return False
+        elif v != cur:
+            return False
+    return True
+
+
+def minimal_overrides(variant: str, overrides: dict[str, Any], ignore: Any = ()
+                      ) -> dict[str, Any]:
+    """The overrides that change something (the baseline asked for as kernel_size=5 → {})."""
+    return {k: v for k, v in sorted(overrides.items())
+            if k not in ignore and not is_default(variant, {k: v})}
 
 
 def config_key(cfg: dict[str, Any]) -> str:
@@ -154,8 +202,12 @@ def _acc(r: Record) -> float | None:
 
 # --- ex3: the best-configuration rule -------------------------------------------------------
 
-def candidates(records: list[Record], planned: dict[str, int] | None = None) -> list[dict]:
-    """Records grouped by configuration, with what the rule needs to judge each."""
+def candidates(records: list[Record], planned: dict[str, int] | None = None,
+               ignore: Any = ()) -> list[dict]:
+    """Records grouped by configuration, with what the rule needs to judge each.
+
+    `ignore`: override keys every run shares (the user's --set), left out of `overrides`.
+    """
     by: dict[str, list[Record]] = {}
     for r in records:
         by.setdefault(config_key(r["config"]), []).append(r)
@@ -170,7 +222,9 @@ def candidates(records: list[Record], planned: dict[str, int] | None = None) -> 
                          for m in (r.get("memberships") or [{"group": r.get("group")}])})
         out.append({
             "key": key,
-            "overrides": recs[0].get("overrides") or {},
+            "variant": recs[0]["variant"],
+            "overrides": minimal_overrides(recs[0]["variant"], recs[0].get("overrides") or {},
+                                           ignore),
             "groups": groups,
             "num_epochs": recs[0]["config"]["num_epochs"],
             "n": len(recs),
@@ -185,12 +239,17 @@ def candidates(records: list[Record], planned: dict[str, int] | None = None) -> 
 
 
 def apply_rule(
-    rule: str, records: list[Record], *, min_seeds: int, planned: dict[str, int] | None = None
+    rule: str, records: list[Record], *, min_seeds: int, planned: dict[str, int] | None = None,
+    ignore: Any = (),
 ) -> dict[str, Any]:
-    """Apply a named rule (see RULES) to a suite's records; returns the pick and why."""
+    """Apply a named rule (see RULES) to a suite's records; returns the pick and why.
+
+    `planned`: runs the source suite planned per configuration key (all must be ok);
+    `ignore`: override keys shared by every run (the user's --set), not part of the pick.
+    """
     if rule not in RULES:
         raise UsageError(f"unknown best_of rule {rule!r}; valid: {', '.join(RULES)}")
-    cands = candidates(records, planned)
+    cands = candidates(records, planned, ignore)
     if not cands:
         raise NeedsRecords("no records to choose from")
     per_epochs = Counter(c["num_epochs"] for c in cands)
@@ -212,9 +271,11 @@ def apply_rule(
         return {"overrides": c["overrides"], "groups": c["groups"], "n": c["n_ok"],
                 "mean_test_acc": c["mean"], "std_test_acc": c["std"], "params": c["params"]}
 
-    baseline = next((c for c in cands if not c["overrides"] and c["num_epochs"] == usual), None)
-    why = (f"highest mean test accuracy {_pm({'mean': best['mean'], 'std': best['std'], 'n': best['n_ok']})}"
-           f" of {len(qualified)} qualifying configurations (of {len(cands)})")
+    baseline = next((c for c in cands if not c["overrides"] and c["num_epochs"] == usual
+                     and c["n_ok"]), None)
+    best_s = _pm({"mean": best["mean"], "std": best["std"], "n": best["n_ok"]})
+    why = (f"highest mean test accuracy {best_s} of {len(qualified)} qualifying "
+           f"configurations (of {len(cands)})")
     if len(qualified) > 1:
         second = qualified[1]
         why += (f"; runner-up {overrides_label(second['overrides'])} "
@@ -266,11 +327,12 @@ def best_of_choices(
         raise NeedsRecords(f"suite {suite_name!r} picks its configuration from {src}'s "
                            f"records (profile {profile.name}) and {path} has none: {how}")
     try:
-        pick = apply_rule(rule, recs, min_seeds=n_seeds, planned=dict(planned))
+        pick = apply_rule(rule, recs, min_seeds=n_seeds, planned=dict(planned),
+                          ignore=set(overrides or {}))
     except NeedsRecords as e:
         raise NeedsRecords(f"suite {suite_name!r}: {src}'s records in {path}: {e}; {how}") \
             from None
-    pick = {"suite": src, "profile": profile.name, **pick}
+    pick = {"suite": src, "profile": profile.name, "text": spec.get("text", ""), **pick}
     chosen = dict(pick["chosen"]["overrides"])
     return [
         ({}, {"level": "baseline", "best_of": pick}),
@@ -346,20 +408,21 @@ def _plan_records(plan: list[PlannedRun], results: Path, suite: str, profile: st
     return [recs[r.run_id] for r in plan if r.run_id in recs]
 
 
-def _digest(records: list[Record], results: Path, suite: str, profile: str,
-            kinds: list[str]) -> str:
-    """What the analysis is a function of: records' outcomes, weights' bytes, code version."""
-    from bench.records import weights_path
-
+def _digest(records: list[Record], plan: list[PlannedRun], kinds: list[str],
+            user_overrides: dict[str, Any] | None) -> str:
+    """What the analysis is a function of: the plan (groups, levels, picks), the records
+    (whose outcomes and per-epoch history fingerprint the weights, which are not committed)
+    and the analysis code itself."""
     h = hashlib.sha256()
-    h.update(json.dumps({"version": ANALYSIS_VERSION, "kinds": kinds}).encode())
+    h.update(json.dumps({"version": ANALYSIS_VERSION, "kinds": kinds,
+                         "set": user_overrides or {}}, sort_keys=True).encode())
+    for mod in (__file__, Path(__file__).parent.parent / "report" / "activations.py"):
+        h.update(Path(mod).read_bytes())
+    for run in plan:
+        h.update(json.dumps([run.run_id, run.memberships], sort_keys=True).encode())
     for r in sorted(records, key=lambda r: r["run_id"]):
         h.update(json.dumps([r["run_id"], r.get("status"), r.get("metrics", {}).get("test_acc"),
-                             r.get("memberships")], sort_keys=True).encode())
-        if {"activations", "ood"} & set(kinds):
-            w = weights_path(results, suite, profile, r["run_id"])
-            if w.is_file():
-                h.update(hashlib.sha256(w.read_bytes()).digest())
+                             r.get("history")], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -371,6 +434,7 @@ def run_analyses(
     data_root: Path,
     *,
     force: bool = False,
+    user_overrides: dict[str, Any] | None = None,
     log: Log = print,
 ) -> Path | None:
     """(Re)write the suite's analysis/summary.json and figures if missing or out of date."""
@@ -383,7 +447,7 @@ def run_analyses(
     if not records:
         log(f"analysis: no records of suite {suite.name} yet; nothing analysed")
         return None
-    digest = _digest(records, results, suite.name, profile.name, kinds)
+    digest = _digest(records, plan, kinds, user_overrides)
     if summary_path.is_file() and not force:
         try:
             old = json.loads(summary_path.read_text())
@@ -393,6 +457,17 @@ def run_analyses(
         if old.get("inputs", {}).get("digest") == digest and all(
                 (out_dir / f).is_file() for f in figs):
             log(f"analysis: up to date: {summary_path}")
+            return summary_path
+    if {"activations", "ood"} & set(kinds):
+        from bench.records import weights_path
+
+        missing = [r["run_id"] for r in records if r.get("status") == "ok"
+                   and not weights_path(results, suite.name, profile.name, r["run_id"]).is_file()]
+        if missing and summary_path.is_file():
+            # Weights are not committed: a fresh checkout must not replace a good analysis
+            # with one of fewer networks.
+            log(f"analysis: weights of {len(missing)} run(s) are missing (they are not "
+                f"committed); keeping {summary_path}; `--force` retrains and re-analyses")
             return summary_path
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = {g.name: g for g in suite.groups}
@@ -412,7 +487,8 @@ def run_analyses(
     for kind in kinds:
         names = [g.name for g in suite.groups if g.analysis == kind]
         if kind == "ablation":
-            section = ablation_summary(records, plan, [groups[n] for n in names])
+            section = ablation_summary(records, plan, [groups[n] for n in names],
+                                       user_overrides)
         elif kind == "epochs":
             section = epochs_summary(records, names)
         elif kind == "activations":
@@ -435,28 +511,16 @@ def run_analyses(
 
 # --- ex1–ex3: ablation tables ---------------------------------------------------------------
 
-def _is_default(variant: str, overrides: dict[str, Any]) -> bool:
-    """Do these overrides leave the variant's recipe and defaults unchanged?"""
-    from bench.config import resolve_config
-
-    base = resolve_config(variant, None, 0)
-    for k, v in overrides.items():
-        cur = base.model.get(k, getattr(base, k, None))
-        if isinstance(cur, tuple):
-            cur = list(cur)
-        if isinstance(v, (int, float)) and isinstance(cur, (int, float)) \
-                and not isinstance(v, bool):
-            if float(v) != float(cur):
-                return False
-        elif v != cur:
-            return False
-    return True
-
-
 def ablation_summary(
-    records: list[Record], plan: list[PlannedRun], groups: list[Group]
+    records: list[Record], plan: list[PlannedRun], groups: list[Group],
+    user_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per group: test accuracy per factor level over seeds, the best level, the baseline."""
+    """Per group: test accuracy per factor level over seeds, the best level, the baseline.
+
+    The baseline level is the one whose overrides change nothing (the user's --set aside);
+    in a best_of group it is the level named "baseline".
+    """
+    ignore = set(user_overrides or {})
     by_id = {r["run_id"]: r for r in records}
     out_groups = []
     answers = []
@@ -483,9 +547,12 @@ def ablation_summary(
             s = _stats([a for a in (_acc(r) for r in recs) if a is not None])
             params = next((r["metrics"].get("params_trainable") for r in recs
                            if (r.get("metrics") or {}).get("params_trainable")), None)
+            by_seed = {str(r["seed"]): _acc(r) for r in recs if _acc(r) is not None}
             rows.append({
                 **lv,
-                "is_baseline": _is_default(lv["variant"], lv["overrides"]),
+                "test_acc_by_seed": dict(sorted(by_seed.items(), key=lambda kv: int(kv[0]))),
+                "is_baseline": (lv["level"] == "baseline" if best_of
+                                else is_default(lv["variant"], lv["overrides"], ignore)),
                 "n_records": len(recs),
                 "diverged": sum(r.get("status") == "diverged" for r in recs),
                 "failed": sum(r.get("status") == "failed" for r in recs),
@@ -514,23 +581,21 @@ def _ablation_answer(g: Group, rows: list[dict[str, Any]], best_of: dict | None)
     text = f"{g.name} ({g.factor}): "
     if best_of:
         b = best_of["chosen"]
+        base_fm = (best_of.get("baseline") or {}).get("mean_test_acc")
         text = (f"{g.name}: the rule {best_of['rule']} picked "
                 f"{overrides_label(b['overrides'])} from {best_of['suite']} "
-                f"({_pp(b['mean_test_acc'])} there). ")
-        if base is not None and best is not base:
-            d = best["test_acc"]["mean"] - base["test_acc"]["mean"]
-            text += (f"On {best['dataset']} it gets {_pm(best['test_acc'])} vs the baseline's "
+                f"({_pp(b['mean_test_acc'])} there vs the baseline's {_pp(base_fm)}). ")
+        pick = next((r for r in done if r["level"] != "baseline"), None)
+        if not b["overrides"]:
+            text += (f"That is the baseline itself; on {done[0]['dataset']} it gets "
+                     f"{_pm(done[0]['test_acc'])}.")
+        elif base is None or pick is None:
+            text += "Its comparison on this dataset has no finished runs yet."
+        else:
+            d = pick["test_acc"]["mean"] - base["test_acc"]["mean"]
+            text += (f"On {pick['dataset']} it gets {_pm(pick['test_acc'])} vs the baseline's "
                      f"{_pm(base['test_acc'])}: {100 * d:+.2f} pp, "
-                     f"{_verdict(best['test_acc'], base['test_acc'])}.")
-        elif base is not None:
-            other = next((r for r in done if r is not base), None)
-            if other is None:
-                text += f"It is the baseline itself: {_pm(base['test_acc'])}."
-            else:
-                d = other["test_acc"]["mean"] - base["test_acc"]["mean"]
-                text += (f"On {base['dataset']} the baseline gets {_pm(base['test_acc'])} "
-                         f"and the pick {_pm(other['test_acc'])}: {100 * d:+.2f} pp, "
-                         f"{_verdict(other['test_acc'], base['test_acc'])}.")
+                     f"{_verdict(pick, base)}.")
         return text
     text += f"best {best['label']} {_pm(best['test_acc'])}, worst {worst['label']} "
     text += f"{_pm(worst['test_acc'])}"
@@ -542,19 +607,24 @@ def _ablation_answer(g: Group, rows: list[dict[str, Any]], best_of: dict | None)
                 if r["test_acc"]["mean"] is None:
                     continue
                 d = r["test_acc"]["mean"] - ref["test_acc"]["mean"]
-                parts.append(f"{r['label']} {100 * d:+.2f} pp "
-                             f"({_verdict(r['test_acc'], ref['test_acc'])})")
+                parts.append(f"{r['label']} {100 * d:+.2f} pp ({_verdict(r, ref)})")
             text += f"; vs {ref['label']}: " + "; ".join(parts)
     elif base is not None and best is not base:
         d = best["test_acc"]["mean"] - base["test_acc"]["mean"]
         text += (f"; best vs baseline {base['label']}: {100 * d:+.2f} pp, "
-                 f"{_verdict(best['test_acc'], base['test_acc'])}")
+                 f"{_verdict(best, base)}")
     elif base is not None:
         text += f"; the baseline {base['label']} is the best level"
         runner = sorted(done, key=lambda r: -r["test_acc"]["mean"])
         if len(runner) > 1:
-            text += (f" ({_verdict(runner[0]['test_acc'], runner[1]['test_acc'])} vs "
-                     f"{runner[1]['label']})")
+            text += f" (vs {runner[1]['label']}: {_verdict(runner[0], runner[1])})"
+    elif best is not rows[0] and rows[0]["test_acc"]["mean"] is not None:
+        d = best["test_acc"]["mean"] - rows[0]["test_acc"]["mean"]
+        text += (f"; best vs the group's first level {rows[0]['label']}: {100 * d:+.2f} pp, "
+                 f"{_verdict(best, rows[0])}")
+    if len(done) > 2:
+        text += "; all levels: " + ", ".join(
+            f"{r['label']} {100 * r['test_acc']['mean']:.1f}%" for r in done)
     if bad:
         text += "; not finished ok: " + ", ".join(bad)
     return text + "."
@@ -1034,7 +1104,7 @@ def ood_summary(
                    "test_acc": _r(rec["metrics"].get("test_acc")), "sets": out_sets,
                    "photos": photos}
             if not per_run:  # the lowest seed: figures
-                for sname, (msp, pred, acts) in raw.items():
+                for sname, (msp, _pred, _acts) in raw.items():
                     msp_rows += [{"variant": vname, "input": sname, "msp": float(m)}
                                  for m in msp]
                     for lname, st in out_sets[sname]["activations"].items():
@@ -1132,10 +1202,11 @@ def _ood_answer(variants: dict[str, Any]) -> str:
         for key, label in (("other_dataset", "other dataset"), ("uniform_noise", "noise"),
                            ("photos", "photos"), ("photos_inverted", "inverted photos")):
             e = s[key]
+            ratio = e["activations"]["conv1"]["mean_abs_ratio_to_in_distribution"]
             bits.append(
                 f"{label} MSP {e['msp_mean']:.2f} (AUROC {e['auroc_msp_in_vs_this']:.2f}, "
                 f"{100 * e['most_predicted_frac']:.0f}% called {e['most_predicted_class']}, "
-                f"conv1 |act| ×{e['activations']['conv1']['mean_abs_ratio_to_in_distribution']:.2f})"
+                f"conv1 mean |act| ×{ratio:.2f})"
             )
         cat = next((p for p in run["photos"] if p["photo"] == "chelsea" and not p["inverted"]),
                    None)

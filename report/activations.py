@@ -6,6 +6,7 @@ files, so the same numbers give the same figures. `bench.d2l` computes; this onl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +116,16 @@ def plot_msp(rows: list[dict[str, Any]], path: Path) -> None:
     """Distribution of the maximum softmax probability per input set and network."""
     df = pd.DataFrame(rows or [{"variant": "–", "input": "–", "msp": 0.0}])
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    sns.boxplot(data=df, x="input", y="msp", hue="variant", ax=ax, fliersize=1,
-                palette="Set2")
+    with warnings.catch_warnings():  # seaborn's own use of a deprecated matplotlib argument
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        sns.boxplot(data=df, x="input", y="msp", hue="variant", ax=ax, fliersize=1,
+                    palette="Set2")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("max softmax probability")
     ax.set_xlabel("")
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title("Confidence on in-distribution vs far-from-training inputs", fontsize=9)
+    ax.legend(title="variant", fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(fig, path)
 
 
