@@ -101,7 +101,9 @@ def _row(g: Group, spec: VariantSpec, groups: list[Group]) -> tuple[Cell, ...]:
         disagree = diff is not None and abs(diff) > TOLERANCE
     else:
         ok = s["ci_low"] <= pub.value <= s["ci_high"]
-        inside, disagree = ("yes" if ok else "no"), not ok
+        # A wide interval (few seeds) can hold a far-off figure: explain any large gap too.
+        far = diff is not None and abs(diff) > TOLERANCE
+        inside, disagree = ("yes" if ok else "no"), not ok or far
     why = reasons(g, spec, groups) if disagree else []
     if disagree and not why:
         why = ["no known cause: seeds, framework and hardware differ from the source's"]
