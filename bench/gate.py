@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.env import cpu_model
 from bench.errors import UsageError
 
 THRESHOLDS_FILE = Path(__file__).parent / "thresholds.toml"
@@ -464,7 +464,7 @@ def _note_environment(meta: dict[str, Any] | None, plan: list[Any]) -> None:
         return
     import torch
 
-    here = {"device": plan[0].config.device, "torch": torch.__version__, "cpu": _cpu_name()}
+    here = {"device": plan[0].config.device, "torch": torch.__version__, "cpu": cpu_model()}
     diff = [f"{k} {meta[k]!r} → {v!r}" for k, v in here.items() if k in meta and meta[k] != v]
     if diff:
         print(f"note: calibrated elsewhere ({'; '.join(diff)}); small differences are expected")
@@ -487,16 +487,6 @@ def _note_stale(reused: list[str], records: dict[str, dict[str, Any]]) -> None:
         print(f"note: {len(stale)} reused records may predate the current code (made at "
               f"{', '.join(sorted(set(stale.values())))}; now {here['git_commit'][:10]}"
               f"{'+dirty' if here.get('git_dirty') else ''}); `--fresh` retrains them")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --- calibrate ------------------------------------------------------------------------------
@@ -556,7 +546,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "calibrated": datetime.now(UTC).isoformat(timespec="seconds"),
         "seeds": args.seeds, "rule": rule, "k_sigma": float(args.k_sigma),
         "min_margin": float(args.min_margin), "device": prep.plan[0].config.device,
-        "torch": torch.__version__, "cpu": _cpu_name(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "cpu": cpu_model(), "threads": torch.get_num_threads(),
     }
     write_thresholds(th)
     from tabulate import tabulate
