@@ -336,6 +336,9 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
         with locked(path, timeout=0.5):
             if args.force:
                 remove_records(path, {r.run_id for r in todo})
+            else:  # another process may have finished some since we looked: not twice
+                done = finished_ids(path)
+                todo = [r for r in todo if r.run_id not in done]
             print(f"suite {suite.name}, profile {profile.name}: {len(todo)} to train, "
                   f"{len(plan) - len(todo)} already done; device {device}", flush=True)
             t0 = time.perf_counter()
