@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--force", action="store_true", help="re-run runs that already have records")
     ru.add_argument("--yes", action="store_true", help="allow a very large grid")
     ru.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
+    ru.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="local (one by one in this process) or ray (one Ray task per run)")
+    ru.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                    help="Ray cluster to join (default: start a local Ray instance)")
+    ru.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
+                    help="Ray GPUs per task, fractions allowed (default 1 on CUDA, else 0)")
+    ru.add_argument("--cpus-per-run", type=float, default=1, metavar="N",
+                    help="Ray CPUs per task (default 1)")
 
     rp = sub.add_parser("report", help="render report.md/.html and the summary from records")
     rp.add_argument("--results", default="results", metavar="DIR")
@@ -256,6 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Train a suite; a suite set (`--suite d2l`) runs its member suites in order."""
     from bench.suites import suite_names
 
+    _check_executor(args)
     names = suite_names(args.suite)
     if len(names) == 1:
         return _run_suite(args, names[0])
@@ -269,6 +278,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"=== suite {name} ({i + 1}/{len(names)}) ===", flush=True)
         _run_suite(args, name, earlier=names[:i])
     return 0
+
+
+def _check_executor(args: argparse.Namespace) -> None:
+    """Ray options are checked (and ray imported) before anything is planned or written."""
+    if args.executor != "ray":
+        if args.address or args.gpus_per_run is not None or args.cpus_per_run != 1:
+            raise UsageError("--address, --gpus-per-run and --cpus-per-run need --executor ray")
+        return
+    from bench.executor_ray import require_ray
+
+    if args.gpus_per_run is not None and args.gpus_per_run < 0:
+        raise UsageError(f"--gpus-per-run must be ≥ 0, got {args.gpus_per_run:g}")
+    if args.cpus_per_run <= 0:
+        raise UsageError(f"--cpus-per-run must be > 0, got {args.cpus_per_run:g}")
+    if not args.dry_run:
+        require_ray()
 
 
 def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
@@ -342,7 +367,14 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
             print(f"suite {suite.name}, profile {profile.name}: {len(todo)} to train, "
                   f"{len(plan) - len(todo)} already done; device {device}", flush=True)
             t0 = time.perf_counter()
-            counts = execute_plan(todo, results, root, quiet=args.quiet)
+            if args.executor == "ray":
+                from bench.executor_ray import execute_plan_ray
+
+                counts = execute_plan_ray(
+                    todo, results, root, quiet=args.quiet, address=args.address,
+                    gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+            else:
+                counts = execute_plan(todo, results, root, quiet=args.quiet)
             wall = time.perf_counter() - t0
         print(f"trained {len(todo)} runs in {wall:.1f} s: " +
               ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))

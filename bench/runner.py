@@ -51,6 +51,24 @@ def make_record(run: PlannedRun, body: dict[str, Any], started: str) -> dict[str
     }
 
 
+def failed_body(e: BaseException, tb: str | None = None) -> dict[str, Any]:
+    """The body of a run that raised: the suite goes on and the next invocation retries it."""
+    return {"status": "failed", "error": f"{type(e).__name__}: {e}",
+            "traceback": tb if tb is not None else traceback.format_exc(limit=3)}
+
+
+def finish_run(run: PlannedRun, body: dict[str, Any], started: str, results: Path,
+               packed_seeds: list[int] | None = None) -> str:
+    """Build the record and append it; shared by every executor so records look the same."""
+    record = make_record(run, body, started)
+    if "traceback" in body:
+        record["traceback"] = body["traceback"]
+    if packed_seeds is not None:
+        record["packed_seeds"] = packed_seeds
+    append_record(runs_path(results, run.suite, run.profile), record)
+    return record["status"]
+
+
 def execute_one(run: PlannedRun, results: Path, data_root: Path, *, bar: Any = None) -> str:
     """Train one run and append its record; an exception becomes a `failed` record."""
     started = _now()
@@ -68,15 +86,9 @@ def execute_one(run: PlannedRun, results: Path, data_root: Path, *, bar: Any = N
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 — any failure of one run must not stop the suite
-        tb = traceback.format_exc(limit=3)
-        body = {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": tb}
-        print(f"run {run.run_id} ({run.config.variant}) failed: {type(e).__name__}: {e}",
-              file=sys.stderr)
-    record = make_record(run, body, started)
-    if "traceback" in body:
-        record["traceback"] = body["traceback"]
-    append_record(runs_path(results, run.suite, run.profile), record)
-    return record["status"]
+        body = failed_body(e)
+        print(f"run {run.run_id} ({run.config.variant}) failed: {body['error']}", file=sys.stderr)
+    return finish_run(run, body, started, results)
 
 
 def execute_packed(
@@ -95,13 +107,9 @@ def execute_packed(
         print(f"packed training of {runs[0].config.variant} failed ({type(e).__name__}: {e}); "
               "training the seeds one by one", file=sys.stderr)
         return [execute_one(r, results, data_root, bar=bar) for r in runs]
-    statuses = []
-    for run, body in zip(runs, bodies, strict=True):
-        record = make_record(run, body, started)
-        record["packed_seeds"] = [r.config.seed for r in runs]
-        append_record(runs_path(results, run.suite, run.profile), record)
-        statuses.append(record["status"])
-    return statuses
+    seeds = [r.config.seed for r in runs]
+    return [finish_run(run, body, started, results, packed_seeds=seeds)
+            for run, body in zip(runs, bodies, strict=True)]
 
 
 def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
@@ -124,24 +132,43 @@ def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
     return order
 
 
+class Progress:
+    """One tqdm bar over runs, or one line per run under --quiet; shared by the executors."""
+
+    def __init__(self, total: int, *, quiet: bool = False) -> None:
+        self.total, self.quiet = total, quiet
+        self.counts: Counter[str] = Counter()
+        self.bar = tqdm(total=total, unit="run", disable=quiet, file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def describe(self, batch: list[PlannedRun]) -> None:
+        first = batch[0].config
+        seeds = ",".join(str(r.config.seed) for r in batch)
+        self.bar.set_description(f"{first.variant}/{first.dataset}/s{seeds}")
+
+    def done(self, run: PlannedRun, status: str) -> None:
+        self.counts[status] += 1
+        self.bar.update(1)
+        if self.quiet:
+            print(f"[{sum(self.counts.values())}/{self.total}] {run.run_id} "
+                  f"{run.config.variant} {run.config.dataset} seed {run.config.seed}: {status}",
+                  flush=True)
+
+    def close(self) -> Counter[str]:
+        self.bar.close()
+        return self.counts
+
+
 def execute_plan(
     todo: list[PlannedRun], results: Path, data_root: Path, *, quiet: bool = False
 ) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    bar = tqdm(total=len(todo), unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    progress = Progress(len(todo), quiet=quiet)
     for batch in pack_groups(todo):
-        first = batch[0].config
-        seeds = ",".join(str(r.config.seed) for r in batch)
-        bar.set_description(f"{first.variant}/{first.dataset}/s{seeds}")
+        progress.describe(batch)
         if len(batch) == 1:
-            statuses = [execute_one(batch[0], results, data_root, bar=bar)]
+            statuses = [execute_one(batch[0], results, data_root, bar=progress.bar)]
         else:
-            statuses = execute_packed(batch, results, data_root, bar=bar)
+            statuses = execute_packed(batch, results, data_root, bar=progress.bar)
         for run, status in zip(batch, statuses, strict=True):
-            counts[status] += 1
-            bar.update(1)
-            if quiet:
-                print(f"[{sum(counts.values())}/{len(todo)}] {run.run_id} {run.config.variant} "
-                      f"{run.config.dataset} seed {run.config.seed}: {status}", flush=True)
-    bar.close()
-    return counts
+            progress.done(run, status)
+    return progress.close()

@@ -1,0 +1,144 @@
+"""The Ray executor: each run (or packed group) is one Ray task; the driver writes the records.
+
+Tasks only train and return record bodies; the driver builds the records (runner.finish_run)
+and appends them as tasks finish, so runs.jsonl keeps one writer, its lock, resume and the
+report work as with the local executor. Workers read the data root and write weights at the
+absolute paths they are given: fine on one machine or a cluster with a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UsageError
+from bench.suites import PlannedRun
+
+# Test hook: comma-separated variant names whose tasks raise inside the worker (the env var is
+# read in the worker process, so it exercises Ray's own error path, not the driver's).
+FAIL_ENV = "LENET_BENCH_RAY_FAIL_VARIANTS"
+
+
+def require_ray() -> Any:
+    """Import ray, or a one-line usage error saying how to get it (ray is an optional extra)."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray, which is not installed: "
+                         "pip install '.[ray]'") from None
+    return ray
+
+
+def init_ray(address: str | None) -> Any:
+    """Join `address` (a cluster), or start a quiet local instance over all CPUs."""
+    ray = require_ray()
+    if ray.is_initialized():  # e.g. a test or a notebook already connected
+        return ray
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR,
+             "include_dashboard": False}
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **quiet)
+    return ray
+
+
+def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
+                threads: int) -> tuple[str, list[dict[str, Any]]]:
+    """Runs in the worker: train one run or one packed group; (start time, record bodies).
+
+    The driver's torch thread count is set so CPU results match the local executor bit for
+    bit (Ray would otherwise give each worker OMP_NUM_THREADS = its CPU share).
+    """
+    import torch
+
+    from bench.runner import _now
+
+    torch.set_num_threads(threads)
+    started = _now()
+    return started, _train_bodies(cfgs, Path(data_root), wfiles)
+
+
+def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]) -> list[dict[str, Any]]:
+    """As the local executor: a packed group that fails falls back to one by one."""
+    import traceback
+
+    from bench.engine import run_training
+    from bench.runner import failed_body
+
+    failing = {v for v in os.environ.get(FAIL_ENV, "").split(",") if v}
+    if cfgs[0].variant in failing:
+        raise RuntimeError(f"injected failure for {cfgs[0].variant} ({FAIL_ENV})")
+    if len(cfgs) == 1:
+        return [run_training(cfgs[0], root, weights_file=Path(wfiles[0]))]
+    from bench.packed import run_packed
+
+    try:
+        return run_packed(cfgs, root, weights_files=[Path(w) for w in wfiles])
+    except Exception:  # noqa: BLE001 — fall back to one by one
+        bodies = []
+        for cfg, w in zip(cfgs, wfiles, strict=True):
+            try:
+                bodies.append(run_training(cfg, root, weights_file=Path(w)))
+            except Exception as e:  # noqa: BLE001 — one failed seed, the others still count
+                bodies.append(failed_body(e, traceback.format_exc(limit=3)))
+        return bodies
+
+
+def execute_plan_ray(
+    todo: list[PlannedRun], results: Path, data_root: Path, *, quiet: bool = False,
+    address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1,
+) -> Counter[str]:
+    """Submit every run/packed group as a Ray task and record each as it finishes.
+
+    No retries (max_retries=0, retry_exceptions=False): a task that raises or whose worker
+    dies becomes `failed` records, and the next invocation retries it like any failed run.
+    """
+    import torch
+
+    from bench.records import weights_path
+    from bench.runner import Progress, _now, failed_body, finish_run, pack_groups
+
+    ray = init_ray(address)
+    results, data_root = results.resolve(), data_root.resolve()
+    on_gpu = any(r.config.device.startswith("cuda") for r in todo)
+    gpus = gpus_per_run if gpus_per_run is not None else (1.0 if on_gpu else 0.0)
+    have = ray.cluster_resources()
+    for name, want in (("GPU", gpus), ("CPU", cpus_per_run)):
+        if want > have.get(name, 0):  # Ray would wait forever for an infeasible task
+            raise UsageError(f"each run asks for {want:g} {name}s but the Ray cluster has "
+                             f"{have.get(name, 0):g}; lower --{name.lower()}s-per-run")
+    remote = ray.remote(_train_task).options(
+        num_cpus=cpus_per_run, num_gpus=gpus, max_retries=0, retry_exceptions=False)
+    threads = torch.get_num_threads()
+    progress = Progress(len(todo), quiet=quiet)
+    pending: dict[Any, tuple[list[PlannedRun], str]] = {}
+    for batch in pack_groups(todo):
+        wfiles = [str(weights_path(results, r.suite, r.profile, r.run_id)) for r in batch]
+        ref = remote.remote([r.config for r in batch], str(data_root), wfiles, threads)
+        pending[ref] = (batch, _now())
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            batch, started = pending.pop(ready[0])
+            progress.describe(batch)
+            try:
+                started, bodies = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 — RayTaskError, worker died, …
+                cause = getattr(e, "cause", None) or e
+                body = failed_body(cause, str(e)[-2000:])
+                bodies = [body] * len(batch)
+                print(f"task for {batch[0].config.variant} (seeds "
+                      f"{','.join(str(r.config.seed) for r in batch)}) failed: {body['error']}",
+                      file=sys.stderr)
+            seeds = [r.config.seed for r in batch] if len(batch) > 1 else None
+            for run, body in zip(batch, bodies, strict=True):
+                progress.done(run, finish_run(run, body, started, results, packed_seeds=seeds))
+    finally:
+        for ref in pending:  # interrupted: finished runs are recorded, cancel the rest
+            ray.cancel(ref, force=True)
+    return progress.close()

@@ -1,0 +1,96 @@
+"""The Ray executor on a local 2-CPU Ray instance: same records as local, failures, resume."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cli import main
+from bench.executor_ray import FAIL_ENV
+from tests.conftest import read_jsonl
+
+CHEAP = ["--variants", "mlp,cnn2_fidle", "--set", "train_subset=1024", "--set",
+         "test_subset=256"]
+
+
+def _run(tmp: Path, *extra: str) -> int:
+    return main(["run", "--suite", "variants", "--profile", "smoke", "--quiet",
+                 "--results", str(tmp), *extra])
+
+
+def _records(tmp: Path) -> dict[str, dict[str, Any]]:
+    return {r["run_id"]: r for r in read_jsonl(tmp / "variants/smoke/runs.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    """One local Ray instance for the module; its workers fail lenet_modern on purpose."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {FAIL_ENV: "lenet_modern"}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_records_match_local_bit_for_bit_and_resume(
+    ray_local: Any, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert _run(local, *CHEAP) == 0
+    assert _run(remote, *CHEAP, "--executor", "ray") == 0
+    a, b = _records(local), _records(remote)
+    assert set(a) == set(b) and len(b) == 2
+    for rid, rec in b.items():
+        assert rec["status"] == "ok", rec.get("error")
+        assert rec["metrics"] == a[rid]["metrics"]
+        assert rec["history"] == a[rid]["history"]
+        assert (remote / "variants/smoke/weights" / f"{rid}.safetensors").is_file()
+    out = capsys.readouterr().out
+    assert "[2/2]" in out  # the same --quiet progress lines as the local executor
+    assert _run(remote, *CHEAP, "--executor", "ray") == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert _records(remote) == b
+
+
+def test_task_that_raises_becomes_failed_record(
+    ray_local: Any, data_root: Path, tmp_path: Path
+) -> None:
+    # lenet_modern raises inside the worker (FAIL_ENV, set only in the Ray workers' env).
+    args = ("--variants", "lenet_modern,mlp", "--set", "train_subset=1024",
+            "--set", "test_subset=256", "--executor", "ray")
+    assert _run(tmp_path, *args) == 0
+    recs = {r["variant"]: r for r in read_jsonl(tmp_path / "variants/smoke/runs.jsonl")}
+    assert set(recs) == {"lenet_modern", "mlp"}
+    assert recs["lenet_modern"]["status"] == "failed"
+    assert recs["lenet_modern"]["error"].startswith("RuntimeError: injected failure")
+    assert recs["mlp"]["status"] == "ok"
+
+
+def test_missing_ray_is_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    assert _run(tmp_path / "r", "--executor", "ray") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lenet-bench: error:")
+    assert "pip install '.[ray]'" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_ray_options_need_ray_executor(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(tmp_path / "r", "--gpus-per-run", "0.25") == 2
+    assert "need --executor ray" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_infeasible_gpu_request_is_refused(ray_local: Any, data_root: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # Ray would queue a task needing a GPU on a GPU-less cluster forever; refuse it instead.
+    assert _run(tmp_path, *CHEAP, "--executor", "ray", "--gpus-per-run", "0.25") == 2
+    assert "the Ray cluster has 0" in capsys.readouterr().err
+    assert not (tmp_path / "variants/smoke/runs.jsonl").exists()
