@@ -308,9 +308,9 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
 
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be ≥ 1, got {args.seeds}")
-    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise UsageError(f"unknown device {args.device!r}; valid: auto, cpu, cuda")
-    device = _resolve_device(args.device)
+    from bench.engine import resolve_device
+
+    device = resolve_device(args.device)
     suite = load_suite(name)
     profile = get_profile(args.profile)
     overrides = parse_assignments(args.set)
@@ -400,16 +400,6 @@ def _print_suite_summary(path: Path, summary_rows: Any) -> None:
     recs = list(latest_by_id(read_records(path)).values())
     if recs:
         print(tabulate(summary_rows(recs), headers=HEADERS, tablefmt="simple"))
-
-
-def _resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use cpu")
-    return name
 
 
 # --- report ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from bench.config import RunConfig  # noqa: E402
+from bench.errors import UsageError  # noqa: E402
 from bench.losses import LOSSES  # noqa: E402
 from bench.metrics import evaluate, flops_per_example, inference_throughput  # noqa: E402
 from bench.resident import DeviceData, device_data  # noqa: E402
@@ -49,11 +50,14 @@ class EpochEvent:
 
 
 def resolve_device(name: str) -> str:
-    """'auto' → 'cuda' when a GPU is available, else 'cpu'; 'cuda' without a GPU is an error."""
+    """'auto' → 'cuda' when a GPU is available, else 'cpu'; a bad name, or 'cuda' without a
+    GPU, is a one-line usage error."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use cpu")
     return name
 
 
@@ -196,14 +200,16 @@ def _train_epoch_with_fallback(
     trained: nn.Module, eager: nn.Module, opt: torch.optim.Optimizer,
     loss_fn: Callable[[Tensor, Tensor], Tensor], train: DeviceData, cfg: RunConfig,
     gen: torch.Generator, epoch: int,
-) -> Any:
-    """A compiled model that fails on first use (no compiler, unsupported op) falls back to
+) -> tuple[dict[str, float], nn.Module, str | None]:
+    """One epoch, returning (metrics, the model to use from now on, a fallback note or None).
+
+    A compiled model that fails on first use (no compiler, unsupported op) falls back to
     eager for the whole run; the record says so. The failed attempt trained nothing."""
     if trained is eager:
-        return train_epoch(trained, opt, loss_fn, train, cfg, gen, epoch)
+        return train_epoch(trained, opt, loss_fn, train, cfg, gen, epoch), trained, None
     state = gen.get_state()
     try:
-        return train_epoch(trained, opt, loss_fn, train, cfg, gen, epoch)
+        return train_epoch(trained, opt, loss_fn, train, cfg, gen, epoch), trained, None
     except Diverged:
         raise
     except Exception as e:  # noqa: BLE001
@@ -246,9 +252,9 @@ def run_training(
         for group in opt.param_groups:
             group["lr"] = lr
         try:
-            tr = _train_epoch_with_fallback(trained, model, opt, loss_fn, train, cfg, gen, epoch)
-            if isinstance(tr, tuple):
-                tr, trained, fallback = tr
+            tr, trained, note = _train_epoch_with_fallback(
+                trained, model, opt, loss_fn, train, cfg, gen, epoch)
+            fallback = fallback or note
         except Diverged as d:
             status, error, diverged_at = "diverged", str(d), d.epoch
             break

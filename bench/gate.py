@@ -268,11 +268,12 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
     """Expand the suite like `run` does, train what has no record yet (everything if `fresh`),
     and say what was reused."""
     from bench.data import ensure_dataset, resolve_data_root
+    from bench.engine import resolve_device
     from bench.records import finished_ids, locked, remove_records, runs_path
     from bench.runner import execute_plan
     from bench.suites import expand, get_profile, load_suite
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     suite = load_suite(args.suite)
     profile = get_profile(args.profile)
     plan = expand(suite, profile, variants=args.variants, datasets=args.datasets, seeds=seeds,
@@ -295,18 +296,6 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
     todo_ids = {r.run_id for r in todo}
     return Prepared(suite, profile, plan, path, len(todo) if train else 0,
                     [r.run_id for r in plan if r.run_id not in todo_ids])
-
-
-def _resolve_device(name: str) -> str:
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise UsageError(f"unknown device {name!r}; valid: auto, cpu, cuda")
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use cpu")
-    return name
 
 
 def _check_one_config_per_key(plan: list[Any], suite: str) -> None:

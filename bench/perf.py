@@ -21,7 +21,14 @@ from typing import Any
 import torch
 
 from bench.config import resolve_config
-from bench.engine import WARMUP_STEPS, build_model, make_optimizer, prepare_model, train_epoch
+from bench.engine import (
+    WARMUP_STEPS,
+    build_model,
+    make_optimizer,
+    prepare_model,
+    resolve_device,
+    train_epoch,
+)
 from bench.env import environment
 from bench.errors import UsageError
 from bench.losses import LOSSES
@@ -127,7 +134,6 @@ def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int) -> float:
 def cmd_perf(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bench.cli import _resolve_device
     from bench.config import parse_assignments
     from bench.data import ensure_dataset, resolve_data_root
     from bench.packed import can_pack
@@ -135,7 +141,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise UsageError(f"--steps must be ≥ 1, got {args.steps}")
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     names = list_variants(args.variants)
     if not names:
         raise UsageError(f"no variant matches {args.variants!r}; variants: "

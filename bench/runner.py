@@ -117,18 +117,23 @@ def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
     from bench.packed import can_pack, packing_key
     from variants import create_variant
 
-    groups: dict[str, list[PlannedRun]] = {}
+    groups: dict[str, list[PlannedRun] | None] = {}  # None: this configuration can't pack
     order: list[list[PlannedRun]] = []
     for run in todo:
         cfg = run.config
-        if not cfg.pack_seeds or not can_pack(create_variant(cfg.variant, **cfg.model)):
+        if not cfg.pack_seeds:
             order.append([run])
             continue
         key = packing_key(cfg)
-        if key not in groups:
-            groups[key] = []
-            order.append(groups[key])
-        groups[key].append(run)
+        if key not in groups:  # build the model once per configuration, not once per seed
+            groups[key] = [] if can_pack(create_variant(cfg.variant, **cfg.model)) else None
+            if groups[key] is not None:
+                order.append(groups[key])
+        group = groups[key]
+        if group is None:
+            order.append([run])
+        else:
+            group.append(run)
     return order
 
 
