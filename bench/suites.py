@@ -55,7 +55,7 @@ PROFILES: dict[str, Profile] = {
 
 GROUP_KEYS = {
     "name", "question", "factor", "variants", "datasets", "set", "grid", "profiles",
-    "best_of", "analysis", "reuse",  # the d2l exercise suites (see bench/d2l.py)
+    "best_of", "analysis", "reuse",  # the d2l exercise suites (see bench/d2l/)
 }
 # `--suite NAME` runs these suites in order (a later one may read an earlier one's records).
 SUITE_SETS: dict[str, tuple[str, ...]] = {

@@ -1,7 +1,8 @@
 """Figures for the d2l exercises 4 and 5: what conv layers respond to, in and out of domain.
 
 Plain data in (numpy arrays, lists of dicts), PNG out, Agg backend, no timestamps in the
-files, so the same numbers give the same figures. `bench.d2l` computes; this only draws.
+files, so the same numbers give the same figures. `bench.d2l.activations` and
+`bench.d2l.ood` compute; this only draws.
 """
 
 from __future__ import annotations

@@ -255,10 +255,13 @@ def test_ex4_ex5_end_to_end(tmp_path: Path, data_root: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny training, then ex5 reuses ex4's runs; analyses write JSON + figures, reproducibly."""
     from bench.cli import main
+    from bench.d2l import activations, ood
 
-    for name, value in (("PROBE_IMAGES", 60), ("FIGURE_IMAGES", 2), ("OOD_IN_DIST", 100),
-                        ("OOD_OTHER", 50), ("OOD_NOISE", 20)):
-        monkeypatch.setattr(d2l, name, value)
+    # Patch each constant in the module that reads it (the package does not re-export them).
+    for module, name, value in ((activations, "PROBE_IMAGES", 60),
+                                (activations, "FIGURE_IMAGES", 2), (ood, "OOD_IN_DIST", 100),
+                                (ood, "OOD_OTHER", 50), (ood, "OOD_NOISE", 20)):
+        monkeypatch.setattr(module, name, value)
     common = ["--profile", "smoke", "--quiet", "--results", str(tmp_path), "--data-root",
               str(data_root), "--set", "train_subset=300", "--set", "test_subset=100"]
     assert main(["run", "--suite", "d2l-ex4", *common]) == 0
