@@ -23,7 +23,7 @@ def is_d2l(suite: str) -> bool:
     return suite.startswith("d2l")
 
 
-def _normalize(r: Record, suite: str, profile: str) -> None:
+def normalize(r: Record, suite: str, profile: str) -> None:
     """Fill what an old or cut-short record lacks, so every section can index it plainly."""
     r.setdefault("suite", suite)
     r.setdefault("profile", profile)
@@ -45,7 +45,7 @@ def load_all(results: Path) -> list[Record]:
     for path in all_runs_files(results):
         recs = latest_by_id(read_records(path)).values()
         for r in recs:
-            _normalize(r, path.parent.parent.name, path.parent.name)
+            normalize(r, path.parent.parent.name, path.parent.name)
         out.extend(recs)
     return sorted(out, key=lambda r: (r["suite"], r["profile"], r["run_id"]))
 
@@ -112,6 +112,17 @@ class Group:
         m = self.accuracy()["mean"]
         return -1.0 if m is None else m
 
+    def mean(self, *path: str) -> float | None:
+        """Mean over the finished seeds of a nested numeric field (None where no seed has it)."""
+        vals = []
+        for r in self.ok:
+            v: Any = r
+            for p in path:
+                v = v.get(p) if isinstance(v, dict) else None
+            if v is not None:
+                vals.append(float(v))
+        return summarize(vals)["mean"]
+
     def first(self, *path: str) -> Any:
         """A field that is the same for every seed (params, FLOPs): from the first record."""
         for r in sorted(self.records, key=lambda r: r["seed"]):
@@ -123,11 +134,12 @@ class Group:
         return None
 
 
-def group_records(records: list[Record]) -> list[Group]:
-    """Leaderboard groups (non-d2l suites), labelled; sorted by dataset then accuracy."""
+def group_records(records: list[Record], *, include_d2l: bool = False) -> list[Group]:
+    """Groups of seeds, labelled; sorted by dataset then accuracy. The leaderboard leaves out
+    the d2l suites (they have their own section); the run summary keeps them."""
     cells: dict[tuple[str, ...], Group] = {}
     for r in records:
-        if is_d2l(r["suite"]):
+        if is_d2l(r["suite"]) and not include_d2l:
             continue
         key = (r["suite"], r["profile"], r["dataset"], r["variant"],
                overrides_label(r.get("overrides")), str(r["config"].get("device") or "?"))

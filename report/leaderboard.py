@@ -5,7 +5,6 @@ from __future__ import annotations
 from report.collect import Group, by_dataset
 from report.doc import Bullets, Cell, Code, Heading, Section, Table, cell, text
 from report.fmt import acc_pm, ci, count, duration, mega, pct
-from report.stats import summarize
 
 HEADERS = (
     "variant", "n", "diverged", "failed", "test acc (mean ± std)", "95% CI", "top-1 err",
@@ -15,24 +14,13 @@ HEADERS = (
 NUMERIC = (False,) + (True,) * (len(HEADERS) - 1)
 
 
-def _mean(g: Group, *path: str) -> float | None:
-    vals = []
-    for r in g.ok:
-        v = r
-        for p in path:
-            v = v.get(p) if isinstance(v, dict) else None
-        if v is not None:
-            vals.append(float(v))
-    return summarize(vals)["mean"]
-
-
 def row(g: Group) -> tuple[Cell, ...]:
     a = g.accuracy()
-    errs = [_mean(g, "metrics", f"top{k}_error") for k in (1, 3, 5)]
+    errs = [g.mean("metrics", f"top{k}_error") for k in (1, 3, 5)]
     params, flops = g.first("metrics", "params_trainable"), g.first("metrics", "flops_per_example")
-    train = _mean(g, "timing", "train_examples_per_s")
-    inf = [_mean(g, "timing", "inference_examples_per_s", bs) for bs in ("1024", "1")]
-    wall = _mean(g, "timing", "wall_seconds")
+    train = g.mean("timing", "train_examples_per_s")
+    inf = [g.mean("timing", "inference_examples_per_s", bs) for bs in ("1024", "1")]
+    wall = g.mean("timing", "wall_seconds")
     return (
         Cell(g.label),
         cell(a["n"], str(a["n"])),

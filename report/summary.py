@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from bench.metrics import summarize
 from bench.records import all_runs_files, latest_by_id, read_records
+from report.collect import group_records, normalize
+from report.fmt import acc_pm, ci, count, pct
 
 HEADERS = [
     "variant", "dataset", "n", "test acc (mean ± std)", "95% CI", "top-3 err",
@@ -17,42 +17,23 @@ HEADERS = [
 ]
 
 
-def _fmt_pct(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f}%"
-
-
 def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
-    """One row per (variant, dataset, overrides-free group), sorted by mean accuracy."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    """One row per (variant, overrides, dataset) group of seeds, sorted by mean accuracy.
+
+    The same grouping and statistics as the report's leaderboard (report.collect), so the
+    table printed after a run and the report never disagree."""
     for r in records:
-        label = r["variant"]
-        if r.get("overrides"):
-            label += " " + ",".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()))
-        groups[(label, r["dataset"], r.get("group", ""))].append(r)
+        normalize(r, str(r.get("suite", "?")), str(r.get("profile", "?")))
     rows = []
-    for (label, dataset, _group), recs in groups.items():
-        ok = [r for r in recs if r["status"] == "ok"]
-        acc = summarize([r["metrics"]["test_acc"] for r in ok])
-        top3 = summarize([r["metrics"]["top3_error"] for r in ok])
-        eps = summarize([r["timing"]["train_examples_per_s"] for r in ok])
-        params = recs[0]["metrics"].get("params_trainable") if recs[0].get("metrics") else None
-        if acc["mean"] is None:
-            acc_s, ci_s = "–", "–"
-        elif acc["std"] is None:
-            acc_s, ci_s = _fmt_pct(acc["mean"]), "–"
-        else:
-            acc_s = f"{100 * acc['mean']:.2f} ± {100 * acc['std']:.2f}%"
-            ci_s = f"[{100 * acc['ci_low']:.2f}, {100 * acc['ci_high']:.2f}]"
+    for g in group_records(records, include_d2l=True):
+        a = g.accuracy()
         rows.append([
-            label, dataset, str(acc["n"]), acc_s, ci_s, _fmt_pct(top3["mean"]),
-            "–" if eps["mean"] is None else f"{eps['mean']:,.0f}",
-            "–" if params is None else f"{params:,}",
-            str(sum(r["status"] == "diverged" for r in recs)),
-            str(sum(r["status"] == "failed" for r in recs)),
-            acc["mean"] if acc["mean"] is not None else -1.0,
+            g.label, g.dataset, str(a["n"]), acc_pm(a), ci(a),
+            pct(g.mean("metrics", "top3_error")), count(g.mean("timing", "train_examples_per_s")),
+            count(g.first("metrics", "params_trainable")),
+            str(g.count("diverged")), str(g.count("failed")),
         ])
-    rows.sort(key=lambda row: (row[1], -row[-1], row[0]))
-    return [row[:-1] for row in rows]
+    return rows
 
 
 def render_summary(results: Path) -> str:

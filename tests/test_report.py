@@ -232,3 +232,24 @@ def test_superseded_records_do_not_double_a_seed() -> None:
     assert kept == [new, gpu] and superseded == [old]
     labels = sorted(g.label for g in group_records(kept))
     assert labels == ["mlp (cpu)", "mlp (cuda)"]  # devices are never pooled
+
+
+def test_run_summary_and_leaderboard_agree(rendered_report: Rendered) -> None:
+    """summary.md (and the table `run` prints) comes from the report's own grouping, so the
+    two never quote different accuracies for the same group of seeds."""
+    from bench.records import all_runs_files, latest_by_id, read_records
+    from report.leaderboard import row
+    from report.summary import summary_rows
+
+    leader = {r[0].text: r for r in (row(g) for g in group_records(
+        [r for r in load_all(rendered_report.results) if not r["suite"].startswith("d2l")]))}
+    checked = 0
+    for path in all_runs_files(rendered_report.results):
+        if path.parent.parent.name.startswith("d2l"):
+            continue
+        runset = f"{path.parent.parent.name}/{path.parent.name}"
+        for srow in summary_rows(list(latest_by_id(read_records(path)).values())):
+            lrow = leader.get(srow[0]) or leader[f"{srow[0]} [{runset}]"]
+            assert (srow[2], srow[3], srow[4]) == (lrow[1].text, lrow[4].text, lrow[5].text)
+            checked += 1
+    assert checked >= 3
