@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Ray cluster to join (default: start a local Ray instance)")
     ru.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
                     help="Ray GPUs per task, fractions allowed (default 1 on CUDA, else 0)")
-    ru.add_argument("--cpus-per-run", type=float, default=1, metavar="N",
-                    help="Ray CPUs per task (default 1)")
+    ru.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                    help="Ray CPUs per task (default: the torch threads each task uses)")
 
     rp = sub.add_parser("report", help="render report.md/.html and the summary from records")
     rp.add_argument("--results", default="results", metavar="DIR")
@@ -283,14 +283,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _check_executor(args: argparse.Namespace) -> None:
     """Ray options are checked (and ray imported) before anything is planned or written."""
     if args.executor != "ray":
-        if args.address or args.gpus_per_run is not None or args.cpus_per_run != 1:
+        if args.address or args.gpus_per_run is not None or args.cpus_per_run is not None:
             raise UsageError("--address, --gpus-per-run and --cpus-per-run need --executor ray")
         return
     from bench.executor_ray import require_ray
 
     if args.gpus_per_run is not None and args.gpus_per_run < 0:
         raise UsageError(f"--gpus-per-run must be ≥ 0, got {args.gpus_per_run:g}")
-    if args.cpus_per_run <= 0:
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
         raise UsageError(f"--cpus-per-run must be > 0, got {args.cpus_per_run:g}")
     if not args.dry_run:
         require_ray()

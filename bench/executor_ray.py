@@ -48,19 +48,28 @@ def init_ray(address: str | None) -> Any:
 
 
 def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
-                threads: int) -> tuple[str, list[dict[str, Any]]]:
-    """Runs in the worker: train one run or one packed group; (start time, record bodies).
+                threads: int) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """Runs in the worker: train one run or one packed group.
 
-    The driver's torch thread count is set so CPU results match the local executor bit for
-    bit (Ray would otherwise give each worker OMP_NUM_THREADS = its CPU share).
+    Returns (start time, record bodies, the worker's environment), so a record says which
+    machine, GPU and software trained it, not the driver's. The driver's torch thread count is
+    set so CPU results match the local executor bit for bit (Ray would otherwise give each
+    worker OMP_NUM_THREADS = its CPU share).
     """
+    import platform
+
+    import ray
     import torch
 
+    from bench.env import environment
     from bench.runner import _now
 
     torch.set_num_threads(threads)
     started = _now()
-    return started, _train_bodies(cfgs, Path(data_root), wfiles)
+    bodies = _train_bodies(cfgs, Path(data_root), wfiles)
+    env = {**environment(cfgs[0].device), "executor": "ray", "host": platform.node(),
+           "ray_node_id": ray.get_runtime_context().get_node_id()}
+    return started, bodies, env
 
 
 def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]) -> list[dict[str, Any]]:
@@ -91,9 +100,13 @@ def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]) -> list[dict[s
 
 def execute_plan_ray(
     todo: list[PlannedRun], results: Path, data_root: Path, *, quiet: bool = False,
-    address: str | None = None, gpus_per_run: float | None = None, cpus_per_run: float = 1,
+    address: str | None = None, gpus_per_run: float | None = None,
+    cpus_per_run: float | None = None,
 ) -> Counter[str]:
     """Submit every run/packed group as a Ray task and record each as it finishes.
+
+    Each task runs torch with the driver's thread count (for bit-identical results), so by
+    default it asks Ray for that many CPUs: tasks then never oversubscribe a node's cores.
 
     No retries (max_retries=0, retry_exceptions=False): a task that raises or whose worker
     dies becomes `failed` records, and the next invocation retries it like any failed run.
@@ -104,17 +117,18 @@ def execute_plan_ray(
     from bench.runner import Progress, _now, failed_body, finish_run, pack_groups
 
     ray = init_ray(address)
+    threads = torch.get_num_threads()
+    cpus = float(threads) if cpus_per_run is None else cpus_per_run
     results, data_root = results.resolve(), data_root.resolve()
     on_gpu = any(r.config.device.startswith("cuda") for r in todo)
     gpus = gpus_per_run if gpus_per_run is not None else (1.0 if on_gpu else 0.0)
     have = ray.cluster_resources()
-    for name, want in (("GPU", gpus), ("CPU", cpus_per_run)):
+    for name, want in (("GPU", gpus), ("CPU", cpus)):
         if want > have.get(name, 0):  # Ray would wait forever for an infeasible task
             raise UsageError(f"each run asks for {want:g} {name}s but the Ray cluster has "
                              f"{have.get(name, 0):g}; lower --{name.lower()}s-per-run")
     remote = ray.remote(_train_task).options(
-        num_cpus=cpus_per_run, num_gpus=gpus, max_retries=0, retry_exceptions=False)
-    threads = torch.get_num_threads()
+        num_cpus=cpus, num_gpus=gpus, max_retries=0, retry_exceptions=False)
     progress = Progress(len(todo), quiet=quiet)
     pending: dict[Any, tuple[list[PlannedRun], str]] = {}
     for batch in pack_groups(todo):
@@ -126,8 +140,9 @@ def execute_plan_ray(
             ready, _ = ray.wait(list(pending), num_returns=1)
             batch, started = pending.pop(ready[0])
             progress.describe(batch)
+            env = None
             try:
-                started, bodies = ray.get(ready[0])
+                started, bodies, env = ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 — RayTaskError, worker died, …
                 cause = getattr(e, "cause", None) or e
                 body = failed_body(cause, str(e)[-2000:])
@@ -137,7 +152,8 @@ def execute_plan_ray(
                       file=sys.stderr)
             seeds = [r.config.seed for r in batch] if len(batch) > 1 else None
             for run, body in zip(batch, bodies, strict=True):
-                progress.done(run, finish_run(run, body, started, results, packed_seeds=seeds))
+                progress.done(run, finish_run(run, body, started, results, packed_seeds=seeds,
+                                                   env=env))
     finally:
         for ref in pending:  # interrupted: finished runs are recorded, cancel the rest
             ray.cancel(ref, force=True)

@@ -48,6 +48,10 @@ def test_ray_records_match_local_bit_for_bit_and_resume(
         assert rec["status"] == "ok", rec.get("error")
         assert rec["metrics"] == a[rid]["metrics"]
         assert rec["history"] == a[rid]["history"]
+        # the worker's environment, not the driver's: which node trained it, same threads
+        assert rec["env"]["executor"] == "ray" and rec["env"]["ray_node_id"]
+        assert rec["env"]["host"] and rec["env"]["threads"] == a[rid]["env"]["threads"]
+        assert "executor" not in a[rid]["env"]
         assert (remote / "variants/smoke/weights" / f"{rid}.safetensors").is_file()
     out = capsys.readouterr().out
     assert "[2/2]" in out  # the same --quiet progress lines as the local executor
@@ -93,4 +97,7 @@ def test_infeasible_gpu_request_is_refused(ray_local: Any, data_root: Path, tmp_
     # Ray would queue a task needing a GPU on a GPU-less cluster forever; refuse it instead.
     assert _run(tmp_path, *CHEAP, "--executor", "ray", "--gpus-per-run", "0.25") == 2
     assert "the Ray cluster has 0" in capsys.readouterr().err
+    assert not (tmp_path / "variants/smoke/runs.jsonl").exists()
+    assert _run(tmp_path, *CHEAP, "--executor", "ray", "--cpus-per-run", "3") == 2
+    assert "each run asks for 3 CPUs but the Ray cluster has 2" in capsys.readouterr().err
     assert not (tmp_path / "variants/smoke/runs.jsonl").exists()
