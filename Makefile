@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 PROFILE ?=
 RESULTS ?= results
 QUIET := $(if $(CI),--quiet,)
+# Levers `make perf` measures the engine with (the plain engine is always measured beside them).
+PERF_LEVERS ?= --set channels_last=true --set compile=true
 
 .PHONY: setup data bench report test check perf perf-micro lint clean browser
 
@@ -52,7 +54,7 @@ check: data
 	$(LB) check --suite variants --profile smoke --results "$$d" $(QUIET)
 
 perf: data
-	$(LB) perf
+	$(LB) perf $(PERF_LEVERS)
 
 perf-micro: data
 	$(PY) -m pytest tests/benchmarks -m benchmark --benchmark-autosave

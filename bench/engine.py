@@ -196,7 +196,7 @@ def train_epoch(
     }
 
 
-def _train_epoch_with_fallback(
+def train_epoch_with_fallback(
     trained: nn.Module, eager: nn.Module, opt: torch.optim.Optimizer,
     loss_fn: Callable[[Tensor, Tensor], Tensor], train: DeviceData, cfg: RunConfig,
     gen: torch.Generator, epoch: int,
@@ -252,7 +252,7 @@ def run_training(
         for group in opt.param_groups:
             group["lr"] = lr
         try:
-            tr, trained, note = _train_epoch_with_fallback(
+            tr, trained, note = train_epoch_with_fallback(
                 trained, model, opt, loss_fn, train, cfg, gen, epoch)
             fallback = fallback or note
         except Diverged as d:

@@ -6,6 +6,11 @@ losses, so each member's gradient is that of its own loss. SGD and Adam are elem
 the stacked optimizer step is each member's step. Results equal training the members one by
 one up to floating-point reassociation in the batched kernels (tested). Small models cannot
 fill a GPU one at a time; packed, K of them share every kernel launch.
+
+Levers: `compile` / `cuda_graphs` compile the vmapped training forward (falling back to eager,
+with a note, where that fails), `amp_bf16` autocasts it, `optimizer_impl` picks the stacked
+optimizer's kernels. `channels_last` is a 4-D memory format and the packed input is 5-D, so a
+configuration asking for it is trained one model at a time instead (`packable`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from bench.engine import (
     WARMUP_STEPS,
     EpochEvent,
     _sync,
+    autocast,
     build_model,
     lr_at,
     make_optimizer_for,
@@ -51,6 +57,12 @@ def can_pack(model: nn.Module) -> bool:
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def packable(cfg: RunConfig, model: nn.Module) -> bool:
+    """Whether this configuration trains packed: a packable model, and no lever that only the
+    one-model engine applies (channels_last)."""
+    return can_pack(model) and not cfg.channels_last
+
+
 def _unstack(params: dict[str, Tensor], buffers: dict[str, Tensor], k: int) -> dict[str, Tensor]:
     return {name: t[k].detach().clone() for name, t in {**params, **buffers}.items()}
 
@@ -70,20 +82,21 @@ def run_packed(
     device = torch.device(first.device)
     set_determinism(first)
     t_start = time.perf_counter()
+    models = [build_model(c).to(device) for c in cfgs]
+    if not packable(first, models[0]):
+        raise ValueError(f"{first.variant} (BatchNorm, or channels_last) cannot be packed")
     train = device_data(first.dataset, "train", first.transform, device, data_root,
                         first.train_subset)
     test = device_data(first.dataset, "test", first.transform, device, data_root,
                        first.test_subset)
-    models = [build_model(c).to(device) for c in cfgs]
-    if not can_pack(models[0]):
-        raise ValueError(f"{first.variant} has BatchNorm and cannot be packed")
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
 
     def fmodel(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(base, (p, b), (x,))
 
-    forward_train = torch.vmap(fmodel, in_dims=(0, 0, 0))
+    forward_eager = torch.vmap(fmodel, in_dims=(0, 0, 0))
+    forward_train, fallback = _compiled(first, forward_eager)
     forward_shared = torch.vmap(fmodel, in_dims=(0, 0, None))
     loss_fn = LOSSES[first.loss]
     member_loss = torch.vmap(loss_fn)
@@ -111,10 +124,17 @@ def run_packed(
                 t0 = time.perf_counter()
             idx = perms[:, start : start + bs]
             X, y = train.X[idx], train.y[idx]
-            scores = forward_train(params, buffers, X)
-            losses = member_loss(scores, y)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
+            try:
+                scores, losses = _forward_backward(forward_train, member_loss, params, buffers,
+                                                   X, y, opt, first, device)
+            except Exception as e:  # noqa: BLE001 — a compiled step that cannot run here
+                if forward_train is forward_eager or epoch > 0 or step > 0:
+                    raise
+                forward_train = forward_eager  # nothing was stepped yet: redo it eagerly
+                fallback = f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); " \
+                           "ran eagerly"
+                scores, losses = _forward_backward(forward_train, member_loss, params, buffers,
+                                                   X, y, opt, first, device)
             opt.step()
             loss_sum += losses.detach().double() * y.shape[1]
             correct += (scores.detach().argmax(dim=2) == y).sum(dim=1)
@@ -172,6 +192,8 @@ def run_packed(
             timing["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated(device)
         timing["wall_seconds"] = wall / K
         timing["packed_wall_seconds"] = wall
+        if fallback:
+            timing["fallback"] = fallback
         if weights_files is not None:
             save_weights(model, weights_files[k])
         bodies.append({
@@ -183,6 +205,33 @@ def run_packed(
             "timing": timing,
         })
     return bodies
+
+
+def _compiled(cfg: RunConfig, forward: Callable[..., Tensor]
+              ) -> tuple[Callable[..., Tensor], str | None]:
+    """The packed training forward, compiled when the config asks (CUDA graphs: the
+    "reduce-overhead" mode); (forward, note) — the note says when compile was unavailable."""
+    if not (cfg.compile or cfg.cuda_graphs):
+        return forward, None
+    try:
+        return torch.compile(forward, mode="reduce-overhead" if cfg.cuda_graphs else "default"),\
+            None
+    except Exception as e:  # noqa: BLE001 — compile is an optimization: fall back, say so
+        return forward, f"torch.compile unavailable ({type(e).__name__}: {e}); ran eagerly"
+
+
+def _forward_backward(
+    forward: Callable[..., Tensor], member_loss: Callable[..., Tensor],
+    params: dict[str, Tensor], buffers: dict[str, Tensor], X: Tensor, y: Tensor,
+    opt: torch.optim.Optimizer, cfg: RunConfig, device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Forward all members, sum their losses (each member's gradient is its own), backward."""
+    with autocast(cfg, device):
+        scores = forward(params, buffers, X)
+        losses = member_loss(scores.float(), y)
+    opt.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    return scores, losses
 
 
 @torch.no_grad()
@@ -209,4 +258,4 @@ def _evaluate_members(
             for k in range(scores.shape[0])]
 
 
-__all__ = ["can_pack", "packing_key", "run_packed"]
+__all__ = ["can_pack", "packable", "packing_key", "run_packed"]

@@ -3,9 +3,10 @@
 (a) the usual loop: torchvision dataset + ToTensor (+ the variant's pad/resize/normalize),
     DataLoader(shuffle=True) at the recipe's batch size, one model at a time — as d2l and the
     tutorials do; (b) the engine: the dataset resident on the device as one tensor, batches by
-    index (bench.engine.train_epoch, the real hot path); (c) the engine with K seeds packed.
-Same recipe math in all three (batch size, optimizer, lr, loss). Inference examples/s at
-batch 1, 128 and 4096. Writes a JSON record under results/perf/.
+    index (bench.engine.train_epoch, the real hot path), as a default run trains; (c) the same
+    engine with the levers given by --set; (d) the engine with K seeds packed. Same recipe math
+    in all (batch size, optimizer, lr, loss). R interleaved rounds, ratios per round. Inference
+    examples/s at batch 1, 128 and 4096. Writes a JSON record under results/perf/.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +30,8 @@ from bench.engine import (
     make_optimizer,
     prepare_model,
     resolve_device,
-    train_epoch,
+    set_determinism,
+    train_epoch_with_fallback,
 )
 from bench.env import environment
 from bench.errors import UsageError
@@ -43,6 +47,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--variants", default=DEFAULT_VARIANTS, metavar="PATTERN")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved repeats; ratios are reported as median (min–max)")
     p.add_argument("--pack", type=int, default=None, metavar="K",
                    help="seeds packed in (c); default 5 on CUDA, 3 on the CPU; 1 = skip")
     p.add_argument("--workers", type=int, default=None,
@@ -54,7 +60,11 @@ def add_parser(sub: Any) -> None:
 
 
 def usual_loop_examples_per_s(cfg: Any, root: Path, steps: int, workers: int) -> float:
-    """d2l-style loop: PIL → ToTensor per image in a DataLoader, batch moved to the device."""
+    """d2l-style loop: PIL → ToTensor per image in a DataLoader, batch moved to the device.
+
+    Runs under PyTorch's defaults (no deterministic algorithms), as the tutorials do."""
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
     import torchvision
     from torch.utils.data import DataLoader
     from torchvision import transforms as T
@@ -105,19 +115,24 @@ def usual_loop_examples_per_s(cfg: Any, root: Path, steps: int, workers: int) ->
     return n / (time.perf_counter() - t0)
 
 
-def engine_examples_per_s(cfg: Any, root: Path, steps: int) -> float:
-    """The engine's own epoch loop over a resident subset of (warm-up + steps) batches."""
+def engine_examples_per_s(cfg: Any, root: Path, steps: int) -> tuple[float, str | None]:
+    """The engine's own epoch loop over a resident subset of (warm-up + steps) batches.
+
+    Returns (examples/s, fallback note): a lever that cannot run here (torch.compile without a
+    compiler) falls back exactly as in a real run, and the record says so."""
     n = (WARMUP_STEPS + steps) * cfg.batch_size
     cfg = dataclasses.replace(cfg, train_subset=n)
+    set_determinism(cfg)
     data = device_data(cfg.dataset, "train", cfg.transform, cfg.device, root, n)
     model = build_model(cfg).to(cfg.device)
     opt = make_optimizer(cfg, model)
-    trained, _ = prepare_model(cfg, model)
+    trained, note = prepare_model(cfg, model)
     if cfg.channels_last:
         data = DeviceData(data.X.contiguous(memory_format=torch.channels_last), data.y)
     gen = torch.Generator().manual_seed(cfg.seed)
-    out = train_epoch(trained, opt, LOSSES[cfg.loss], data, cfg, gen, 0)
-    return out["timed_examples"] / out["timed_seconds"]
+    out, _, fell_back = train_epoch_with_fallback(trained, model, opt, LOSSES[cfg.loss], data,
+                                                  cfg, gen, 0)
+    return out["timed_examples"] / out["timed_seconds"], note or fell_back
 
 
 def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int) -> float:
@@ -131,16 +146,79 @@ def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int) -> float:
     return float(bodies[0]["timing"]["aggregate_train_examples_per_s"])
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _ratio_cell(r: dict[str, float] | None) -> str:
+    if r is None:
+        return "–"
+    if r["min"] == r["max"]:
+        return f"{r['median']:.2f}×"
+    return f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f})"
+
+
+def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, k: int,
+                    has_levers: bool) -> dict[str, Any]:
+    """R interleaved rounds of usual loop / plain engine / levered engine / packed seeds.
+
+    Ratios are taken within a round (same machine state), then summarized as median and range,
+    so one noisy sample on a shared CPU cannot make or break the table. The order alternates
+    between rounds so a slow drift (thermal, a neighbour) does not favour one side."""
+    from bench.packed import packable
+
+    kinds = ["usual", "engine_plain"] + (["engine"] if has_levers else [])
+    if k > 1 and packable(cfg, build_model(cfg)):
+        kinds.append("packed")
+    samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+    fallback: str | None = None
+    for r in range(args.rounds):
+        for kind in kinds if r % 2 == 0 else kinds[::-1]:
+            if kind == "usual":
+                eps = usual_loop_examples_per_s(cfg, root, args.steps, args.workers)
+            elif kind == "engine_plain":
+                eps, _ = engine_examples_per_s(plain, root, args.steps)
+            elif kind == "engine":
+                eps, note = engine_examples_per_s(cfg, root, args.steps)
+                fallback = fallback or note
+            else:
+                eps = packed_examples_per_s(cfg, root, args.steps, k)
+            samples[kind].append(eps)
+    if not has_levers:
+        samples["engine"] = samples["engine_plain"]
+
+    def ratio(kind: str) -> dict[str, float] | None:
+        if kind not in samples:
+            return None
+        return _spread([a / b for a, b in zip(samples[kind], samples["usual"], strict=True)])
+
+    return {
+        "variant": cfg.variant, "batch_size": cfg.batch_size,
+        "samples_examples_per_s": samples,
+        "usual_loop_examples_per_s": statistics.median(samples["usual"]),
+        "engine_plain_examples_per_s": statistics.median(samples["engine_plain"]),
+        "engine_examples_per_s": statistics.median(samples["engine"]),
+        "plain_engine_vs_usual": ratio("engine_plain"),
+        "engine_vs_usual": ratio("engine"),
+        "packed_members": k if "packed" in samples else None,
+        "packed_aggregate_examples_per_s": (statistics.median(samples["packed"])
+                                            if "packed" in samples else None),
+        "packed_vs_usual": ratio("packed"),
+        "fallback": fallback,
+    }
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.config import parse_assignments
     from bench.data import ensure_dataset, resolve_data_root
-    from bench.packed import can_pack
     from variants import list_variants
 
     if args.steps < 1:
         raise UsageError(f"--steps must be ≥ 1, got {args.steps}")
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be ≥ 1, got {args.rounds}")
     device = resolve_device(args.device)
     names = list_variants(args.variants)
     if not names:
@@ -150,9 +228,10 @@ def cmd_perf(args: argparse.Namespace) -> int:
     k = args.pack if args.pack is not None else (5 if device.startswith("cuda") else 3)
     if k < 1:
         raise UsageError(f"--pack must be ≥ 1, got {k}")
-    import os
-
-    workers = args.workers if args.workers is not None else min(4, os.cpu_count() or 1)
+    if args.workers is None:
+        args.workers = min(4, os.cpu_count() or 1)
+    if args.workers < 0:
+        raise UsageError(f"--workers must be ≥ 0, got {args.workers}")
     cfgs = [resolve_config(n, None, 0, levers, device=device) for n in names]
     plain = {n: resolve_config(n, None, 0, {}, device=device) for n in names}
     root = resolve_data_root(args.data_root)
@@ -160,52 +239,48 @@ def cmd_perf(args: argparse.Namespace) -> int:
         ensure_dataset(ds, root, log=lambda m: None)
     rows, out_rows = [], []
     for cfg in cfgs:
-        print(f"measuring {cfg.variant} …", flush=True)
-        usual = usual_loop_examples_per_s(cfg, root, args.steps, workers)
-        engine = engine_examples_per_s(cfg, root, args.steps)
-        # With levers, the plain engine is measured in the same run, so the ratio is fair.
-        engine_plain = engine_examples_per_s(plain[cfg.variant], root, args.steps) \
-            if levers else engine
-        packed = None
-        if k > 1 and can_pack(build_model(cfg)):
-            packed = packed_examples_per_s(cfg, root, args.steps, k)
+        print(f"measuring {cfg.variant} ({args.rounds} rounds) …", flush=True)
+        row = measure_variant(cfg, plain[cfg.variant], root, args, k, bool(levers))
         test = device_data(cfg.dataset, "test", cfg.transform, device, root, None)
-        model = build_model(cfg).to(device)
-        infer = inference_throughput(model, test.X, (1, 128, 4096))
-        out_rows.append({
-            "variant": cfg.variant, "batch_size": cfg.batch_size,
-            "usual_loop_examples_per_s": usual, "engine_examples_per_s": engine,
-            "engine_vs_usual": engine / usual,
-            "engine_plain_examples_per_s": engine_plain,
-            "plain_engine_vs_usual": engine_plain / usual,
-            "packed_members": k if packed else None,
-            "packed_aggregate_examples_per_s": packed,
-            "packed_vs_usual": packed / usual if packed else None,
-            "inference_examples_per_s": infer,
-        })
-        rows.append([cfg.variant, cfg.batch_size, f"{usual:,.0f}",
-                     f"{engine_plain:,.0f} ({engine_plain / usual:.2f}×)",
-                     f"{engine:,.0f}", f"{engine / usual:.2f}×",
-                     "–" if not packed else f"{packed:,.0f} (K={k})",
-                     "–" if not packed else f"{packed / usual:.2f}×",
-                     " / ".join(f"{infer[b]:,.0f}" for b in ("1", "128", "4096"))])
+        infer = inference_throughput(build_model(cfg).to(device), test.X, (1, 128, 4096))
+        row["inference_examples_per_s"] = infer
+        out_rows.append(row)
+        packed = row["packed_aggregate_examples_per_s"]
+        rows.append([
+            cfg.variant, cfg.batch_size, f"{row['usual_loop_examples_per_s']:,.0f}",
+            f"{row['engine_plain_examples_per_s']:,.0f}",
+            _ratio_cell(row["plain_engine_vs_usual"]),
+            f"{row['engine_examples_per_s']:,.0f}" if levers else "=",
+            _ratio_cell(row["engine_vs_usual"]) if levers else "=",
+            "–" if packed is None else f"{packed:,.0f} (K={k})",
+            _ratio_cell(row["packed_vs_usual"]),
+            " / ".join(f"{infer[b]:,.0f}" for b in ("1", "128", "4096")),
+        ])
     env = environment(device)
-    print(tabulate(rows, headers=["variant", "batch", "usual loop ex/s",
-                                  "engine, no levers ex/s (÷ usual)", "engine ex/s",
-                                  "engine ÷ usual", "packed aggregate ex/s", "packed ÷ usual",
-                                  "inference ex/s @1/128/4096"], tablefmt="simple"))
-    print(f"device: {env['device_name']} ({device}); usual loop: DataLoader with {workers} "
-          f"workers; {args.steps} timed steps after {WARMUP_STEPS} warm-up; levers: "
-          f"{levers or 'none'}")
+    lever_text = ", ".join(f"{a}={str(b).lower() if isinstance(b, bool) else b}"
+                           for a, b in levers.items()) or "none"
+    print(tabulate(rows, headers=[
+        "variant", "batch", "usual loop ex/s", "engine ex/s", "engine ÷ usual",
+        "+ levers ex/s", "+ levers ÷ usual", "packed ex/s", "packed ÷ usual",
+        "inference ex/s @1/128/4096"], tablefmt="simple", disable_numparse=True))
+    print(f"device: {env['device_name']} ({device}); usual loop: torchvision + ToTensor + "
+          f"DataLoader with {args.workers} workers; medians of {args.rounds} interleaved "
+          f"rounds (ratio range in brackets), each {args.steps} timed steps after "
+          f"{WARMUP_STEPS} warm-up; levers: {lever_text}")
+    for row in out_rows:
+        if row["fallback"]:
+            print(f"note: {row['variant']}: {row['fallback']}")
     record = {
         "kind": "perf",
         "device": device,
-        "workers": workers,
+        "workers": args.workers,
         "steps": args.steps,
+        "rounds": args.rounds,
         "levers": levers,
         "rows": out_rows,
         "note": "training examples/s over timed steps after warm-up, device synchronized; "
-                "CPU figures are only comparable as ratios within one run",
+                "ratios are per round (usual loop and engine measured back to back), reported "
+                "as median/min/max over rounds; CPU figures are only comparable as ratios",
         "env": {**env, "ended": datetime.now(UTC).isoformat(timespec="seconds")},
     }
     out_dir = Path(args.out)

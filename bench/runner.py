@@ -23,8 +23,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def make_record(run: PlannedRun, body: dict[str, Any], started: str) -> dict[str, Any]:
-    """The full record: identity, resolved config, outcome, metrics, history, environment."""
+def make_record(run: PlannedRun, body: dict[str, Any], started: str,
+                env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full record: identity, resolved config, outcome, metrics, history, environment.
+
+    `env` is the environment of the process that trained (a Ray worker's, possibly on another
+    machine); by default this process's."""
     cfg = run.config
     return {
         "record_version": RECORD_VERSION,
@@ -47,7 +51,7 @@ def make_record(run: PlannedRun, body: dict[str, Any], started: str) -> dict[str
         "metrics": body.get("metrics", {}),
         "history": body.get("history", []),
         "timing": body.get("timing", {}),
-        "env": {**environment(cfg.device), "started": started, "ended": _now()},
+        "env": {**(env or environment(cfg.device)), "started": started, "ended": _now()},
     }
 
 
@@ -58,9 +62,9 @@ def failed_body(e: BaseException, tb: str | None = None) -> dict[str, Any]:
 
 
 def finish_run(run: PlannedRun, body: dict[str, Any], started: str, results: Path,
-               packed_seeds: list[int] | None = None) -> str:
+               packed_seeds: list[int] | None = None, env: dict[str, Any] | None = None) -> str:
     """Build the record and append it; shared by every executor so records look the same."""
-    record = make_record(run, body, started)
+    record = make_record(run, body, started, env)
     if "traceback" in body:
         record["traceback"] = body["traceback"]
     if packed_seeds is not None:
@@ -114,7 +118,7 @@ def execute_packed(
 
 def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
     """Consecutive batches of runs to train together (singletons where packing is off)."""
-    from bench.packed import can_pack, packing_key
+    from bench.packed import packable, packing_key
     from variants import create_variant
 
     groups: dict[str, list[PlannedRun] | None] = {}  # None: this configuration can't pack
@@ -126,7 +130,7 @@ def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
             continue
         key = packing_key(cfg)
         if key not in groups:  # build the model once per configuration, not once per seed
-            groups[key] = [] if can_pack(create_variant(cfg.variant, **cfg.model)) else None
+            groups[key] = [] if packable(cfg, create_variant(cfg.variant, **cfg.model)) else None
             if groups[key] is not None:
                 order.append(groups[key])
         group = groups[key]

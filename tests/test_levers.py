@@ -53,6 +53,45 @@ def test_batchnorm_is_not_packed() -> None:
     assert "lenet_d2l" in packable and "lenet5" in packable
 
 
+def test_packed_levers_compile_and_bf16(data_root: Path) -> None:
+    """The packed path applies compile (same numbers as packed eager, up to reassociation) and
+    bf16 autocast (close, not equal: it changes the numbers, which is why it is opt-in)."""
+    import shutil
+
+    def packed(**levers: object) -> list[dict]:
+        cfgs = [resolve_config("lenet_d2l", None, s, {**SHORT, **levers}) for s in (0, 1)]
+        return run_packed(cfgs, data_root, measure_inference=False)
+
+    eager, compiled, bf16 = packed(), packed(compile=True), packed(amp_bf16=True)
+    for e, c, b in zip(eager, compiled, bf16, strict=True):
+        he, hc, hb = e["history"][0], c["history"][0], b["history"][0]
+        assert hc["train_loss"] == pytest.approx(he["train_loss"], rel=1e-5)
+        assert hc["test_loss"] == pytest.approx(he["test_loss"], rel=1e-4)
+        assert hb["train_loss"] == pytest.approx(he["train_loss"], rel=0.02)
+        assert hb["train_loss"] != he["train_loss"]  # autocast really ran
+        if shutil.which("g++") or shutil.which("c++"):
+            assert "fallback" not in c["timing"], c["timing"]["fallback"]
+
+
+def test_channels_last_trains_one_model_at_a_time(tmp_path: Path) -> None:
+    from bench.packed import packable
+    from bench.runner import pack_groups
+    from bench.suites import expand, get_profile, load_suite
+
+    ov = {"channels_last": True, "pack_seeds": True}
+    cfg = resolve_config("lenet_d2l", None, 0, ov)
+    assert can_pack(build_model(cfg)) and not packable(cfg, build_model(cfg))
+    with pytest.raises(ValueError, match="cannot be packed"):
+        run_packed([cfg, resolve_config("lenet_d2l", None, 1, ov)], tmp_path,
+                   measure_inference=False)
+    suite, smoke = load_suite("variants"), get_profile("smoke")
+    plan = expand(suite, smoke, variants="lenet_d2l", seeds=2,
+                  overrides={"pack_seeds": True, "channels_last": True})
+    assert [len(g) for g in pack_groups(plan)] == [1, 1]
+    plan = expand(suite, smoke, variants="lenet_d2l", seeds=2, overrides={"pack_seeds": True})
+    assert [len(g) for g in pack_groups(plan)] == [2]
+
+
 def test_pack_seeds_through_the_cli(tmp_path: Path, data_root: Path) -> None:
     from bench.cli import main
     from tests.conftest import read_jsonl
@@ -67,12 +106,16 @@ def test_pack_seeds_through_the_cli(tmp_path: Path, data_root: Path) -> None:
     assert all(r["timing"]["packed_members"] == 2 for r in recs)
 
 
-def _smoke_acc(variant: str, seed: int, data_root: Path, **levers: object) -> float:
+def _smoke_body(variant: str, seed: int, data_root: Path, **levers: object) -> dict:
     cfg = resolve_config(variant, None, seed, {"train_subset": 10_000, "test_subset": 2_000,
                                                "num_epochs": 1, **levers})
     body = run_training(cfg, data_root, measure_inference=False)
     assert body["status"] == "ok", body
-    return body["metrics"]["test_acc"]
+    return body
+
+
+def _smoke_acc(variant: str, seed: int, data_root: Path, **levers: object) -> float:
+    return _smoke_body(variant, seed, data_root, **levers)["metrics"]["test_acc"]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +135,20 @@ def test_lever_keeps_smoke_accuracy(levers: dict, cnn_band: tuple[float, float],
     mean, std = cnn_band
     acc = _smoke_acc("cnn2_fidle", 0, data_root, **levers)
     assert abs(acc - mean) <= max(3 * std, 0.01), (levers, acc, mean, std)
+
+
+def test_compile_keeps_smoke_accuracy(cnn_band: tuple[float, float], data_root: Path) -> None:
+    """torch.compile for real (Inductor's C++ backend on the CPU): same accuracy band, and it
+    really compiled wherever a C++ compiler is installed (CI's machine has one)."""
+    import shutil
+
+    mean, std = cnn_band
+    body = _smoke_body("cnn2_fidle", 0, data_root, compile=True)
+    assert abs(body["metrics"]["test_acc"] - mean) <= max(3 * std, 0.01), (body, mean, std)
+    if shutil.which("g++") or shutil.which("c++"):
+        assert "fallback" not in body["timing"], body["timing"]["fallback"]
+    else:
+        assert "ran eagerly" in body["timing"]["fallback"]
 
 
 def test_compile_runs_or_falls_back(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,19 +172,64 @@ def test_cuda_graphs_needs_cuda() -> None:
 
 def test_perf_command_writes_its_record(tmp_path: Path, data_root: Path) -> None:
     import json
+    import statistics
 
     from tests.conftest import run_cli
 
     p = run_cli("perf", "--variants", "mlp", "--steps", "3", "--pack", "2", "--workers", "0",
-                "--out", str(tmp_path))
+                "--rounds", "2", "--set", "optimizer_impl=for", "--out", str(tmp_path))
     assert p.returncode == 0, p.stderr
     assert "engine ÷ usual" in p.stdout and "mlp" in p.stdout
+    assert "medians of 2 interleaved rounds" in p.stdout and "optimizer_impl=for" in p.stdout
     files = list(tmp_path.glob("perf-cpu-*.json"))
     assert len(files) == 1
     rec = json.loads(files[0].read_text())
+    assert rec["rounds"] == 2 and rec["levers"] == {"optimizer_impl": "for"}
     row = rec["rows"][0]
     assert row["variant"] == "mlp" and row["packed_members"] == 2
-    assert row["engine_vs_usual"] == pytest.approx(
-        row["engine_examples_per_s"] / row["usual_loop_examples_per_s"])
+    samples = row["samples_examples_per_s"]
+    assert {k: len(v) for k, v in samples.items()} == {
+        "usual": 2, "engine_plain": 2, "engine": 2, "packed": 2}
+    per_round = [e / u for e, u in zip(samples["engine"], samples["usual"], strict=True)]
+    assert row["engine_vs_usual"]["median"] == pytest.approx(statistics.median(per_round))
+    assert row["engine_vs_usual"]["min"] == pytest.approx(min(per_round))
+    assert row["engine_examples_per_s"] == pytest.approx(statistics.median(samples["engine"]))
+    assert row["fallback"] is None
     assert set(row["inference_examples_per_s"]) == {"1", "128", "4096"}
     assert rec["env"]["torch"] == torch.__version__
+
+
+def test_perf_reports_a_lever_that_fell_back(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A compiled model that fails on first use is measured eagerly, and perf says so."""
+    import json
+
+    from bench.cli import main
+
+    class Broken(torch.nn.Module):  # compiles lazily, then fails on first call, as Inductor
+        def forward(self, *_: object) -> None:
+            raise RuntimeError("no C++ compiler")
+
+    def broken(model: torch.nn.Module, **_: object) -> torch.nn.Module:
+        return Broken()
+
+    monkeypatch.setattr(torch, "compile", broken)
+    assert main(["perf", "--variants", "mlp", "--steps", "2", "--pack", "1", "--workers", "0",
+                 "--rounds", "1", "--set", "compile=true", "--out", str(tmp_path),
+                 "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "note: mlp: torch.compile failed (RuntimeError: no C++ compiler); ran eagerly" in out
+    rec = json.loads(next(tmp_path.glob("perf-*.json")).read_text())
+    assert "ran eagerly" in rec["rows"][0]["fallback"]
+    assert "packed" not in rec["rows"][0]["samples_examples_per_s"]
+
+
+@pytest.mark.parametrize("flag", [["--rounds", "0"], ["--steps", "0"], ["--workers", "-1"]])
+def test_perf_rejects_bad_counts(flag: list[str]) -> None:
+    from tests.conftest import run_cli
+
+    p = run_cli("perf", "--variants", "mlp", *flag)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "must be ≥" in p.stderr
