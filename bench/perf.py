@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("perf", help="training examples/s: usual DataLoader loop vs the engine")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, metavar="PATTERN")
     p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=200, help="timed steps per measurement")
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved repeats; ratios are reported as median (min–max)")
     p.add_argument("--pack", type=int, default=None, metavar="K",
