@@ -167,8 +167,12 @@ def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, 
     between rounds so a slow drift (thermal, a neighbour) does not favour one side."""
     from bench.packed import packable
 
+    # Packing cannot apply channels_last (a 4-D format; the packed input is 5-D): the packed
+    # column gets every other lever, and the record says which.
+    packed_cfg = dataclasses.replace(cfg, channels_last=False)
+
     kinds = ["usual", "engine_plain"] + (["engine"] if has_levers else [])
-    if k > 1 and packable(cfg, build_model(cfg)):
+    if k > 1 and packable(packed_cfg, build_model(cfg)):
         kinds.append("packed")
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
     fallback: str | None = None
@@ -182,7 +186,7 @@ def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, 
                 eps, note = engine_examples_per_s(cfg, root, args.steps)
                 fallback = fallback or note
             else:
-                eps = packed_examples_per_s(cfg, root, args.steps, k)
+                eps = packed_examples_per_s(packed_cfg, root, args.steps, k)
             samples[kind].append(eps)
     if not has_levers:
         samples["engine"] = samples["engine_plain"]
@@ -204,6 +208,8 @@ def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, 
         "packed_aggregate_examples_per_s": (statistics.median(samples["packed"])
                                             if "packed" in samples else None),
         "packed_vs_usual": ratio("packed"),
+        "packed_note": ("channels_last not applied to the packed model (its input is 5-D)"
+                        if "packed" in samples and cfg.channels_last else None),
         "fallback": fallback,
     }
 
@@ -270,6 +276,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
     for row in out_rows:
         if row["fallback"]:
             print(f"note: {row['variant']}: {row['fallback']}")
+        if row["packed_note"]:
+            print(f"note: {row['variant']}: packed column: {row['packed_note']}")
     record = {
         "kind": "perf",
         "device": device,

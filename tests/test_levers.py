@@ -194,7 +194,7 @@ def test_perf_command_writes_its_record(tmp_path: Path, data_root: Path) -> None
     assert row["engine_vs_usual"]["median"] == pytest.approx(statistics.median(per_round))
     assert row["engine_vs_usual"]["min"] == pytest.approx(min(per_round))
     assert row["engine_examples_per_s"] == pytest.approx(statistics.median(samples["engine"]))
-    assert row["fallback"] is None
+    assert row["fallback"] is None and row["packed_note"] is None
     assert set(row["inference_examples_per_s"]) == {"1", "128", "4096"}
     assert rec["env"]["torch"] == torch.__version__
 
