@@ -21,6 +21,7 @@ from report.markdown import to_markdown
 from report.published import published_section
 from report.reproduce import reproduce_section
 from report.significance import significance_section
+from report.speed import speed_section
 
 TITLE = "lenet-bench report"
 
@@ -53,6 +54,7 @@ def build(records: list[Record], results: Path, out_dir: Path,
         leaderboard_section(groups),
         published_section(groups),
         significance_section(groups),
+        speed_section(results),
         figures_section(groups, results, out_dir, data_root),
         d2l_section(records, results, out_dir),
         reproduce_section(records),

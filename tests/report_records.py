@@ -167,6 +167,7 @@ def write_fixture(results: Path, *, weights: bool = True) -> list[dict[str, Any]
         if weights and r["suite"] == "variants" and r["status"] == "ok":
             cfg = RunConfig(**r["config"])
             save_weights(build_model(cfg), weights_path(results, r["suite"], "quick", r["run_id"]))
+    write_perf_fixture(results)
     adir = results / "d2l-ex4" / "quick" / "analysis"
     adir.mkdir(parents=True, exist_ok=True)
     (adir / "activations-layer1.png").write_bytes(tiny_png())
@@ -183,6 +184,44 @@ def write_fixture(results: Path, *, weights: bool = True) -> list[dict[str, Any]
         },
     }, indent=1, sort_keys=True))
     return recs
+
+
+def _perf_row(variant: str, usual: list[float], engine: list[float]) -> dict[str, Any]:
+    ratios = [e / u for e, u in zip(engine, usual, strict=True)]
+    spread = {"median": sorted(ratios)[1], "min": min(ratios), "max": max(ratios)}
+    return {"variant": variant, "batch_size": 128, "usual_loop_examples_per_s": sorted(usual)[1],
+            "engine_plain_examples_per_s": sorted(engine)[1],
+            "engine_examples_per_s": sorted(engine)[1], "plain_engine_vs_usual": spread,
+            "engine_vs_usual": spread, "packed_members": None,
+            "packed_aggregate_examples_per_s": None, "packed_vs_usual": None,
+            "fallback": None, "packed_note": None,
+            "inference_examples_per_s": {"1": 2000.0, "128": 30000.0, "4096": 15000.0}}
+
+
+def write_perf_fixture(results: Path) -> None:
+    """Two perf records of one CPU (the report shows the later) and an old-schema one of a
+    GPU (a ratio as one float, no rounds)."""
+    d = results / "perf"
+    d.mkdir(parents=True, exist_ok=True)
+    env = {"device_name": "Test CPU", "torch": "2.14.1", "threads": 2, "git_commit": "c" * 40}
+    for ended, usual in (("2026-01-01T00:00:00+00:00", [1000.0, 1100.0, 1200.0]),
+                         ("2026-01-02T00:00:00+00:00", [3000.0, 3300.0, 3600.0])):
+        rec = {"kind": "perf", "device": "cpu", "workers": 2, "steps": 200, "rounds": 3,
+               "levers": {}, "env": {**env, "ended": ended},
+               "rows": [_perf_row("lenet_d2l", usual, [9000.0, 9600.0, 9900.0])]}
+        (d / f"perf-cpu-{ended[:10]}.json").write_text(json.dumps(rec))
+    old = {"kind": "perf", "device": "cuda", "workers": 4, "steps": 60,
+           "levers": {"compile": True}, "env": {**env, "device_name": "Test GPU",
+                                                 "ended": "2025-12-01T00:00:00+00:00"},
+           "rows": [{"variant": "lenet_d2l", "batch_size": 128,
+                     "usual_loop_examples_per_s": 50000.0, "engine_examples_per_s": 1.5e6,
+                     "engine_plain_examples_per_s": 1.0e6, "engine_vs_usual": 30.0,
+                     "plain_engine_vs_usual": 20.0, "packed_members": 5,
+                     "packed_aggregate_examples_per_s": 2.0e6, "packed_vs_usual": 40.0,
+                     "fallback": "torch.compile failed (X); ran eagerly",
+                     "inference_examples_per_s": {"1": 5000.0}}]}
+    (d / "perf-cuda-old.json").write_text(json.dumps(old))
+    (d / "perf-cuda-broken.json").write_text("{not json")
 
 
 EVIL = "<script>alert(1)</script>"

@@ -22,9 +22,9 @@ from report.stats import compare
 from tests.report_records import EVIL, VARIANTS, Rendered, evil_description, write_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"
-SECTIONS = ["What ran", "Leaderboard", "Published vs reproduced", "Significance", "Figures",
-            "d2l exercises", "Reproduce"]
-ANCHORS = ["what-ran", "leaderboard", "published", "significance", "figures", "d2l",
+SECTIONS = ["What ran", "Leaderboard", "Published vs reproduced", "Significance",
+            "Speed: the engine against the usual loop", "Figures", "d2l exercises", "Reproduce"]
+ANCHORS = ["what-ran", "leaderboard", "published", "significance", "speed", "figures", "d2l",
            "reproduce"]
 
 
@@ -253,3 +253,15 @@ def test_run_summary_and_leaderboard_agree(rendered_report: Rendered) -> None:
             assert (srow[2], srow[3], srow[4]) == (lrow[1].text, lrow[4].text, lrow[5].text)
             checked += 1
     assert checked >= 3
+
+
+def test_speed_section_shows_latest_perf_record_per_device(rendered_report: Rendered) -> None:
+    md = _md(rendered_report)
+    speed = md[md.index("## 5. Speed"):md.index("## 6. Figures")]
+    assert "### Test CPU (cpu)" in speed and "### Test GPU (cuda)" in speed
+    assert "perf-cpu-2026-01-02.json" in speed and "perf-cpu-2026-01-01.json" not in speed
+    # the later CPU record: per-round ratios 3.00, 2.91, 2.75 → median 2.91, range 2.75–3.00
+    assert "| lenet_d2l | 128 | 3,300 | 9,600 | 2.91× (2.75–3.00) | = | = |" in speed
+    # an old-schema record (one float per ratio) still renders, with its levers and note
+    assert "20.00×" in speed and "30.00×" in speed and "2,000,000 (K=5)" in speed
+    assert "levers: compile=true" in speed and "torch.compile failed (X); ran eagerly" in speed
