@@ -73,6 +73,27 @@ def test_packed_levers_compile_and_bf16(data_root: Path) -> None:
             assert "fallback" not in c["timing"], c["timing"]["fallback"]
 
 
+def test_packed_compile_that_fails_falls_back(data_root: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled packed step that fails on first use is redone eagerly: same numbers as an
+    eager packed run, and the records say so."""
+    cfgs = [resolve_config("mlp", None, s, SHORT) for s in (0, 1)]
+    eager = run_packed(cfgs, data_root, measure_inference=False)
+
+    def broken(fn: object, **_: object) -> object:
+        def fail(*a: object, **k: object) -> None:
+            raise RuntimeError("no C++ compiler")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    cfgs = [resolve_config("mlp", None, s, {**SHORT, "compile": True}) for s in (0, 1)]
+    fell = run_packed(cfgs, data_root, measure_inference=False)
+    for e, f in zip(eager, fell, strict=True):
+        assert f["history"] == e["history"] and f["metrics"] == e["metrics"]
+        assert f["timing"]["fallback"] == \
+            "torch.compile failed (RuntimeError: no C++ compiler); ran eagerly"
+
+
 def test_channels_last_trains_one_model_at_a_time(tmp_path: Path) -> None:
     from bench.packed import packable
     from bench.runner import pack_groups
