@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.gate import (
+from bench.perf_baseline import resolve_perf
+from bench.suites import expand, get_profile, load_suite
+from bench.thresholds import (
     THRESHOLDS_FILE,
     Threshold,
     Thresholds,
     derive_threshold,
     load_thresholds,
-    resolve_perf,
     write_thresholds,
 )
-from bench.suites import expand, get_profile, load_suite
 
 CHEAP = "mlp"  # fastest default-suite variant on the smoke profile
 
