@@ -135,15 +135,18 @@ def engine_examples_per_s(cfg: Any, root: Path, steps: int) -> tuple[float, str 
     return out["timed_examples"] / out["timed_seconds"], note or fell_back
 
 
-def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int) -> float:
-    """Aggregate examples/s of K seeds packed (bench.packed), over one short epoch."""
+def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int
+                          ) -> tuple[float, str | None]:
+    """Aggregate examples/s of K seeds packed (bench.packed), over one short epoch, and the
+    packed run's fallback note (a lever that could not run), if any."""
     from bench.packed import run_packed
 
     n = (WARMUP_STEPS + steps) * cfg.batch_size
     cfgs = [dataclasses.replace(cfg, seed=s, train_subset=n, test_subset=1000, num_epochs=1)
             for s in range(k)]
     bodies = run_packed(cfgs, root, measure_inference=False)
-    return float(bodies[0]["timing"]["aggregate_train_examples_per_s"])
+    timing = bodies[0]["timing"]
+    return float(timing["aggregate_train_examples_per_s"]), timing.get("fallback")
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -175,7 +178,7 @@ def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, 
     if k > 1 and packable(packed_cfg, build_model(cfg)):
         kinds.append("packed")
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
-    fallback: str | None = None
+    notes: list[str] = []  # levers that fell back, once each (engine, packed)
     for r in range(args.rounds):
         for kind in kinds if r % 2 == 0 else kinds[::-1]:
             if kind == "usual":
@@ -184,9 +187,10 @@ def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, 
                 eps, _ = engine_examples_per_s(plain, root, args.steps)
             elif kind == "engine":
                 eps, note = engine_examples_per_s(cfg, root, args.steps)
-                fallback = fallback or note
+                notes += [note] if note and note not in notes else []
             else:
-                eps = packed_examples_per_s(packed_cfg, root, args.steps, k)
+                eps, note = packed_examples_per_s(packed_cfg, root, args.steps, k)
+                notes += [f"packed: {note}"] if note and f"packed: {note}" not in notes else []
             samples[kind].append(eps)
     if not has_levers:
         samples["engine"] = samples["engine_plain"]
@@ -210,7 +214,7 @@ def measure_variant(cfg: Any, plain: Any, root: Path, args: argparse.Namespace, 
         "packed_vs_usual": ratio("packed"),
         "packed_note": ("channels_last not applied to the packed model (its input is 5-D)"
                         if "packed" in samples and cfg.channels_last else None),
-        "fallback": fallback,
+        "fallback": "; ".join(notes) or None,
     }
 
 
