@@ -302,8 +302,8 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
     from bench.config import parse_assignments
     from bench.d2l import NeedsRecords
     from bench.data import ensure_dataset, resolve_data_root
-    from bench.records import finished_ids, locked, remove_records, runs_path
-    from bench.runner import execute_plan
+    from bench.records import finished_ids, locked, runs_path
+    from bench.runner import claim_todo, execute_plan
     from bench.suites import MAX_RUNS_WITHOUT_YES, expand, get_profile, load_suite
 
     if args.seeds is not None and args.seeds < 1:
@@ -359,11 +359,7 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
         for ds in sorted({r.config.dataset for r in todo}):
             ensure_dataset(ds, root, log=lambda m: None if args.quiet else print(m))
         with locked(path, timeout=0.5):
-            if args.force:
-                remove_records(path, {r.run_id for r in todo})
-            else:  # another process may have finished some since we looked: not twice
-                done = finished_ids(path)
-                todo = [r for r in todo if r.run_id not in done]
+            todo = claim_todo(todo, path, fresh=args.force)
             print(f"suite {suite.name}, profile {profile.name}: {len(todo)} to train, "
                   f"{len(plan) - len(todo)} already done; device {device}", flush=True)
             t0 = time.perf_counter()

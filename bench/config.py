@@ -92,6 +92,13 @@ TRAIN_KEYS: dict[str, Any] = {
 OPTIMIZER_IMPLS = ("foreach", "fused", "for")
 
 
+def config_from_record(config: dict[str, Any]) -> RunConfig:
+    """A record's config as a RunConfig; fields this checkout does not know are dropped
+    (records outlive schema changes), missing ones take their defaults."""
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in config.items() if k in known})
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}

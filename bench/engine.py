@@ -129,17 +129,34 @@ def autocast(cfg: RunConfig, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp_bf16)
 
 
+def compile_note(e: BaseException, when: str = "failed") -> str:
+    """The record's note for a torch.compile that could not be used (the run went on eagerly)."""
+    return f"torch.compile {when} ({type(e).__name__}: {str(e)[:200]}); ran eagerly"
+
+
+def maybe_compile(cfg: RunConfig, fn: Any) -> tuple[Any, str | None]:
+    """`fn` (a model, or the packed vmapped forward) compiled when the config asks (CUDA graphs:
+    mode "reduce-overhead"); returns (fn to use, fallback note or None)."""
+    if not (cfg.compile or cfg.cuda_graphs):
+        return fn, None
+    try:
+        return torch.compile(fn, mode="reduce-overhead" if cfg.cuda_graphs else "default"), None
+    except Exception as e:  # noqa: BLE001 — compile is an optimization: fall back, say so
+        return fn, compile_note(e, "unavailable")
+
+
 def prepare_model(cfg: RunConfig, model: nn.Module) -> tuple[nn.Module, str | None]:
     """Apply channels_last / torch.compile / CUDA graphs; returns (model, fallback note)."""
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if not (cfg.compile or cfg.cuda_graphs):
-        return model, None
-    mode = "reduce-overhead" if cfg.cuda_graphs else "default"
-    try:
-        return torch.compile(model, mode=mode), None
-    except Exception as e:  # noqa: BLE001 — compile is an optimization: fall back, say so
-        return model, f"torch.compile unavailable ({type(e).__name__}: {e}); ran eagerly"
+    return maybe_compile(cfg, model)
+
+
+def prepare_data(cfg: RunConfig, data: DeviceData) -> DeviceData:
+    """The training tensor in the memory format the model was prepared for."""
+    if not cfg.channels_last:
+        return data
+    return DeviceData(data.X.contiguous(memory_format=torch.channels_last), data.y)
 
 
 def _sync(device: torch.device) -> None:
@@ -216,8 +233,7 @@ def train_epoch_with_fallback(
         if epoch > 0:
             raise
         gen.set_state(state)
-        note = f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); ran eagerly"
-        return train_epoch(eager, opt, loss_fn, train, cfg, gen, epoch), eager, note
+        return train_epoch(eager, opt, loss_fn, train, cfg, gen, epoch), eager, compile_note(e)
 
 
 def run_training(
@@ -238,8 +254,7 @@ def run_training(
     opt = make_optimizer(cfg, model)
     trained, fallback = prepare_model(cfg, model)
     loss_fn = LOSSES[cfg.loss]
-    if cfg.channels_last:
-        train = DeviceData(train.X.contiguous(memory_format=torch.channels_last), train.y)
+    train = prepare_data(cfg, train)
     gen = torch.Generator().manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -48,10 +48,11 @@ def init_ray(address: str | None) -> Any:
 
 
 def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
-                threads: int) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+                threads: int) -> tuple[str, list[dict[str, Any]], bool, dict[str, Any]]:
     """Runs in the worker: train one run or one packed group.
 
-    Returns (start time, record bodies, the worker's environment), so a record says which
+    Returns (start time, record bodies, whether they were trained packed, the worker's
+    environment), so a record says how it was trained and which
     machine, GPU and software trained it, not the driver's. The driver's torch thread count is
     set so CPU results match the local executor bit for bit (Ray would otherwise give each
     worker OMP_NUM_THREADS = its CPU share).
@@ -66,14 +67,16 @@ def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
 
     torch.set_num_threads(threads)
     started = _now()
-    bodies = _train_bodies(cfgs, Path(data_root), wfiles)
+    bodies, packed = _train_bodies(cfgs, Path(data_root), wfiles)
     env = {**environment(cfgs[0].device), "executor": "ray", "host": platform.node(),
            "ray_node_id": ray.get_runtime_context().get_node_id()}
-    return started, bodies, env
+    return started, bodies, packed, env
 
 
-def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]) -> list[dict[str, Any]]:
-    """As the local executor: a packed group that fails falls back to one by one."""
+def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]
+                  ) -> tuple[list[dict[str, Any]], bool]:
+    """As the local executor: a packed group that fails falls back to one by one.
+    Returns (bodies, packed): only bodies really trained packed get `packed_seeds`."""
     import traceback
 
     from bench.engine import run_training
@@ -83,11 +86,11 @@ def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]) -> list[dict[s
     if cfgs[0].variant in failing:
         raise RuntimeError(f"injected failure for {cfgs[0].variant} ({FAIL_ENV})")
     if len(cfgs) == 1:
-        return [run_training(cfgs[0], root, weights_file=Path(wfiles[0]))]
+        return [run_training(cfgs[0], root, weights_file=Path(wfiles[0]))], False
     from bench.packed import run_packed
 
     try:
-        return run_packed(cfgs, root, weights_files=[Path(w) for w in wfiles])
+        return run_packed(cfgs, root, weights_files=[Path(w) for w in wfiles]), True
     except Exception:  # noqa: BLE001 — fall back to one by one
         bodies = []
         for cfg, w in zip(cfgs, wfiles, strict=True):
@@ -95,7 +98,7 @@ def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]) -> list[dict[s
                 bodies.append(run_training(cfg, root, weights_file=Path(w)))
             except Exception as e:  # noqa: BLE001 — one failed seed, the others still count
                 bodies.append(failed_body(e, traceback.format_exc(limit=3)))
-        return bodies
+        return bodies, False
 
 
 def execute_plan_ray(
@@ -140,9 +143,9 @@ def execute_plan_ray(
             ready, _ = ray.wait(list(pending), num_returns=1)
             batch, started = pending.pop(ready[0])
             progress.describe(batch)
-            env = None
+            env, packed = None, False
             try:
-                started, bodies, env = ray.get(ready[0])
+                started, bodies, packed, env = ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 — RayTaskError, worker died, …
                 cause = getattr(e, "cause", None) or e
                 body = failed_body(cause, str(e)[-2000:])
@@ -150,7 +153,7 @@ def execute_plan_ray(
                 print(f"task for {batch[0].config.variant} (seeds "
                       f"{','.join(str(r.config.seed) for r in batch)}) failed: {body['error']}",
                       file=sys.stderr)
-            seeds = [r.config.seed for r in batch] if len(batch) > 1 else None
+            seeds = [r.config.seed for r in batch] if packed else None
             for run, body in zip(batch, bodies, strict=True):
                 progress.done(run, finish_run(run, body, started, results, packed_seeds=seeds,
                                                    env=env))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import cpu_model
-from bench.errors import UsageError
+from bench.errors import UsageError, warn
 from bench.perf_baseline import PERF_SLOWDOWN, print_perf, resolve_perf
 from bench.thresholds import (
     FLOOR_STEP,
@@ -57,8 +57,8 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
     and say what was reused."""
     from bench.data import ensure_dataset, resolve_data_root
     from bench.engine import resolve_device
-    from bench.records import finished_ids, locked, remove_records, runs_path
-    from bench.runner import execute_plan
+    from bench.records import finished_ids, locked, runs_path
+    from bench.runner import claim_todo, execute_plan
     from bench.suites import expand, get_profile, load_suite
 
     device = resolve_device(args.device)
@@ -78,8 +78,7 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
         print(f"suite {suite.name}, profile {profile.name}: {len(todo)} runs to train, "
               f"{len(plan) - len(todo)} reused from {path}; device {device}", flush=True)
         with locked(path, timeout=0.5):
-            if fresh:
-                remove_records(path, {r.run_id for r in todo})
+            todo = claim_todo(todo, path, fresh=fresh)
             execute_plan(todo, results, root, quiet=args.quiet)
     todo_ids = {r.run_id for r in todo}
     return Prepared(suite, profile, plan, path, len(todo) if train else 0,
@@ -177,9 +176,6 @@ def render_rows(rows: list[Row]) -> str:
                     disable_numparse=True)
 
 
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
-
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Gate a suite/profile's accuracy against the thresholds file; exit 1 on any FAIL."""
@@ -215,19 +211,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(render_rows(rows))
     for r in rows:
         if r.status == "WARN":
-            _warn(f"{r.variant} on {r.dataset} is registered but has no threshold for suite "
+            warn(f"{r.variant} on {r.dataset} is registered but has no threshold for suite "
                   f"{suite}, profile {prof} in {th_path}; add one with `lenet-bench calibrate "
                   f"--suite {suite} --profile {prof} --variants {r.variant}`")
     if not args.variants and not args.datasets:
         planned = {(r.variant, r.dataset) for r in rows}
         for v, d in sorted(set(mine) - planned):
-            _warn(f"threshold {suite}.{prof}.{v}.{d} in {th_path} is not checked: the suite "
+            warn(f"threshold {suite}.{prof}.{v}.{d} in {th_path} is not checked: the suite "
                   "has no such run")
     fails = [r for r in rows if r.status == "FAIL"]
-    n_warn = sum(r.status == "WARN" for r in rows)
+    nwarn = sum(r.status == "WARN" for r in rows)
     wall = time.perf_counter() - t0
-    print(f"{len(rows) - len(fails) - n_warn} of {len(rows)} passed"
-          + (f"; {n_warn} without threshold (not gated)" if n_warn else "")
+    print(f"{len(rows) - len(fails) - nwarn} of {len(rows)} passed"
+          + (f"; {nwarn} without threshold (not gated)" if nwarn else "")
           + (f"; FAIL: {', '.join(f'{r.variant}/{r.dataset}' for r in fails)}" if fails else "")
           + f" ({prep.trained} runs trained, {len(prep.reused)} reused, {wall:.1f} s)")
     if perf is not None:
@@ -282,7 +278,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     th = (load_thresholds(th_path, drop_unregistered=True) if th_path.exists()
           else Thresholds(path=th_path))
     for where in th.dropped:
-        _warn(f"dropping {where} from {th_path}: the variant is no longer registered")
+        warn(f"dropping {where} from {th_path}: the variant is no longer registered")
     prep = _prepare(args, seeds=args.seeds, overrides={}, train=True)
     suite, prof = prep.suite.name, prep.profile.name
     records = latest_by_id(read_records(prep.runs_file))
@@ -310,7 +306,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if value < WEAK_BELOW:
             derived += (f"; WEAK: under {WEAK_BELOW:g} (chance is 0.1), profile {prof} barely "
                         "trains this variant, so only a missing, failed or diverged run fails")
-            _warn(f"{variant} on {ds}: threshold {value:.3f} is weak ({derived.split('; ')[-1]})")
+            warn(f"{variant} on {ds}: threshold {value:.3f} is weak ({derived.split('; ')[-1]})")
         th.entries[(suite, prof, variant, ds)] = Threshold(
             value=value,
             derived=derived,

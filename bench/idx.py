@@ -1,18 +1,17 @@
-"""The IDX file format (parse, read, write), file digests, and the atomic cache write."""
+"""The IDX file format (parse, read, write) and file digests."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.datasets import DataError
+from bench.fsio import atomic_write
 
 
 def md5_file(path: str | os.PathLike[str]) -> str:
@@ -86,23 +85,6 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file into a numpy array (DataError on a bad magic number or wrong size)."""
     return parse_idx(Path(path).read_bytes(), source=str(path))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace: never a half file under the name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must be readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:

@@ -33,8 +33,10 @@ from bench.engine import (
     _sync,
     autocast,
     build_model,
+    compile_note,
     lr_at,
     make_optimizer_for,
+    maybe_compile,
     save_weights,
     set_determinism,
     throughput_note,
@@ -96,7 +98,7 @@ def run_packed(
         return functional_call(base, (p, b), (x,))
 
     forward_eager = torch.vmap(fmodel, in_dims=(0, 0, 0))
-    forward_train, fallback = _compiled(first, forward_eager)
+    forward_train, fallback = maybe_compile(first, forward_eager)
     forward_shared = torch.vmap(fmodel, in_dims=(0, 0, None))
     loss_fn = LOSSES[first.loss]
     member_loss = torch.vmap(loss_fn)
@@ -131,8 +133,7 @@ def run_packed(
                 if forward_train is forward_eager or epoch > 0 or step > 0:
                     raise
                 forward_train = forward_eager  # nothing was stepped yet: redo it eagerly
-                fallback = f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); " \
-                           "ran eagerly"
+                fallback = compile_note(e)
                 scores, losses = _forward_backward(forward_train, member_loss, params, buffers,
                                                    X, y, opt, first, device)
             opt.step()
@@ -205,19 +206,6 @@ def run_packed(
             "timing": timing,
         })
     return bodies
-
-
-def _compiled(cfg: RunConfig, forward: Callable[..., Tensor]
-              ) -> tuple[Callable[..., Tensor], str | None]:
-    """The packed training forward, compiled when the config asks (CUDA graphs: the
-    "reduce-overhead" mode); (forward, note) — the note says when compile was unavailable."""
-    if not (cfg.compile or cfg.cuda_graphs):
-        return forward, None
-    try:
-        return torch.compile(forward, mode="reduce-overhead" if cfg.cuda_graphs else "default"),\
-            None
-    except Exception as e:  # noqa: BLE001 — compile is an optimization: fall back, say so
-        return forward, f"torch.compile unavailable ({type(e).__name__}: {e}); ran eagerly"
 
 
 def _forward_backward(

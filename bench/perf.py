@@ -28,6 +28,7 @@ from bench.engine import (
     WARMUP_STEPS,
     build_model,
     make_optimizer,
+    prepare_data,
     prepare_model,
     resolve_device,
     set_determinism,
@@ -35,9 +36,10 @@ from bench.engine import (
 )
 from bench.env import environment
 from bench.errors import UsageError
+from bench.fsio import atomic_write
 from bench.losses import LOSSES
 from bench.metrics import inference_throughput
-from bench.resident import DeviceData, device_data
+from bench.resident import device_data
 
 DEFAULT_VARIANTS = "lenet_d2l,lenet5,mlp"
 
@@ -127,8 +129,7 @@ def engine_examples_per_s(cfg: Any, root: Path, steps: int) -> tuple[float, str 
     model = build_model(cfg).to(cfg.device)
     opt = make_optimizer(cfg, model)
     trained, note = prepare_model(cfg, model)
-    if cfg.channels_last:
-        data = DeviceData(data.X.contiguous(memory_format=torch.channels_last), data.y)
+    data = prepare_data(cfg, data)
     gen = torch.Generator().manual_seed(cfg.seed)
     out, _, fell_back = train_epoch_with_fallback(trained, model, opt, LOSSES[cfg.loss], data,
                                                   cfg, gen, 0)
@@ -296,13 +297,10 @@ def cmd_perf(args: argparse.Namespace) -> int:
         "env": {**env, "ended": datetime.now(UTC).isoformat(timespec="seconds")},
     }
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in env["device_name"]).strip("-")[:40]
     commit = (env.get("git_commit") or "nogit")[:10]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = out_dir / f"perf-{device.split(':')[0]}-{slug}-{commit}-{stamp}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path}")
     return 0

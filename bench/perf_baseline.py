@@ -8,12 +8,11 @@ not a red build. Kept apart from the accuracy gate (bench.gate), which only prin
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UsageError
+from bench.errors import UsageError, warn
 from bench.thresholds import is_num
 
 PERF_SLOWDOWN = 0.25  # `check --perf` warns when a benchmark is this much slower
@@ -136,8 +135,5 @@ def print_perf(perf: PerfReport | None) -> None:
     for line in perf.lines:
         print(line)
     for w in perf.warnings:
-        _warn(w)
+        warn(w)
 
-
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)

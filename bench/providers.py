@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from bench.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, DatasetInfo
-from bench.idx import atomic_write, idx_bytes, md5_bytes, sha256_file
+from bench.fsio import atomic_write
+from bench.idx import idx_bytes, md5_bytes, sha256_file
 from bench.safe_pickle import restricted_loads
 
 Log = Callable[[str], None]

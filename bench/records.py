@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from bench.errors import UsageError
+from bench.errors import UsageError, warn
+from bench.fsio import atomic_write
 
 DONE_STATUSES = ("ok", "diverged")  # a failed run is retried on the next invocation
 LOCK_TIMEOUT_S = 10.0
@@ -35,11 +34,8 @@ def weights_path(results: Path, suite: str, profile: str, run_id: str) -> Path:
     return suite_dir(results, suite, profile) / "weights" / f"{run_id}.safetensors"
 
 
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
 
-
-def read_records(path: Path, *, warn: Callable[[str], None] = _warn) -> list[dict[str, Any]]:
+def read_records(path: Path, *, warn: Callable[[str], None] = warn) -> list[dict[str, Any]]:
     """All complete records, in file order; a broken line is skipped with a warning."""
     if not path.exists():
         return []
@@ -102,7 +98,7 @@ def _repair_tail(path: Path) -> None:
         f.seek(0)
         data = f.read()
         keep = data.rfind(b"\n") + 1
-        _warn(f"{path}: removing a partial last line ({size - keep} bytes) left by a crash")
+        warn(f"{path}: removing a partial last line ({size - keep} bytes) left by a crash")
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
@@ -126,13 +122,8 @@ def remove_records(path: Path, run_ids: set[str]) -> None:
     if not path.exists():
         return
     keep = [r for r in read_records(path) if r["run_id"] not in run_ids]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".runs-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        for r in keep:
-            f.write(json.dumps(r, sort_keys=True, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n"
+                               for r in keep))
 
 
 def finished_ids(path: Path) -> set[str]:

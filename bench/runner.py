@@ -13,7 +13,13 @@ from tqdm import tqdm
 
 from bench.engine import EpochEvent, run_training
 from bench.env import environment
-from bench.records import append_record, runs_path, weights_path
+from bench.records import (
+    append_record,
+    finished_ids,
+    remove_records,
+    runs_path,
+    weights_path,
+)
 from bench.suites import PlannedRun
 
 RECORD_VERSION = 1
@@ -114,6 +120,16 @@ def execute_packed(
     seeds = [r.config.seed for r in runs]
     return [finish_run(run, body, started, results, packed_seeds=seeds)
             for run, body in zip(runs, bodies, strict=True)]
+
+
+def claim_todo(todo: list[PlannedRun], path: Path, *, fresh: bool) -> list[PlannedRun]:
+    """Under the runs file's lock: the runs to train now. `fresh` drops their old records;
+    otherwise runs another process finished since we looked are not trained twice."""
+    if fresh:
+        remove_records(path, {r.run_id for r in todo})
+        return todo
+    done = finished_ids(path)
+    return [r for r in todo if r.run_id not in done]
 
 
 def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:

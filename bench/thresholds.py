@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 import tomllib
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError
+from bench.fsio import atomic_write
 
 THRESHOLDS_FILE = Path(__file__).parent / "thresholds.toml"
 SCHEMA = 1
@@ -225,11 +225,8 @@ def write_thresholds(th: Thresholds) -> None:
         lines.append(f"derived = {_tval(t.derived)}")
         lines.append(f"records = {_tval(list(t.records))}")
         lines.append("")
-    th.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = th.path.with_name(f".{th.path.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, th.path)
-    load_thresholds(th.path)  # what we wrote must be what we read
+    # What we wrote must be what we read, checked before it replaces the committed file.
+    atomic_write(th.path, "\n".join(lines), check=load_thresholds)
 
 
 def derive_threshold(values: list[float], k_sigma: float = K_SIGMA,

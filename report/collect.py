@@ -76,10 +76,6 @@ def overrides_label(ov: dict[str, Any] | None) -> str:
     return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted((ov or {}).items()))
 
 
-def acc(r: Record) -> float | None:
-    return r.get("metrics", {}).get("test_acc") if r.get("status") == "ok" else None
-
-
 @dataclass
 class Group:
     suite: str

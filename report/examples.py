@@ -6,13 +6,12 @@ the CPU, from the run's saved weights: nothing is retrained.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.config import RunConfig
+from bench.config import config_from_record
 from bench.records import weights_path
 from report.collect import Group, Record
 
@@ -39,13 +38,6 @@ def pick_run(group: Group, results: Path) -> tuple[Record | None, str]:
     return None, f"no saved weights for {group.label} in {where}"
 
 
-def run_config(run: Record) -> RunConfig:
-    """The record's config as a RunConfig; fields this checkout does not know are dropped
-    (records outlive schema changes), missing ones take their defaults."""
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in run["config"].items() if k in known})
-
-
 def confident_examples(run: Record, results: Path, data_root: Path) -> Examples:
     """Scores of the whole test split → the N most confident errors, N least confident hits."""
     import torch
@@ -55,7 +47,7 @@ def confident_examples(run: Record, results: Path, data_root: Path) -> Examples:
     from bench.metrics import predict_scores
     from bench.resident import device_data, subset_indices
 
-    cfg = run_config(run)
+    cfg = config_from_record(run["config"])
     model = load_weights(cfg, weights_path(results, run["suite"], run["profile"], run["run_id"]))
     data = device_data(cfg.dataset, "test", cfg.transform, "cpu", data_root, cfg.test_subset)
     threads = torch.get_num_threads()

@@ -11,7 +11,7 @@ from typing import Any
 
 from report.collect import Group
 from report.doc import Bullets, Cell, Code, Section, Table, Text, cell, text
-from report.fmt import acc_pm, pct, pp
+from report.fmt import acc_pm, ci, pct, pp
 from report.stats import summarize
 from variants import get_spec
 from variants.registry import VariantError, VariantSpec
@@ -110,8 +110,7 @@ def _row(g: Group, spec: VariantSpec, groups: list[Group]) -> tuple[Cell, ...]:
     return (
         Cell(g.label), Cell(g.dataset), Cell("test error" if err else "test accuracy"),
         cell(pub.value, pct(pub.value)), cell(s["mean"], acc_pm(s)),
-        cell(s["ci_low"], "–" if s["ci_low"] is None
-             else f"[{100 * s['ci_low']:.2f}, {100 * s['ci_high']:.2f}]"),
+        cell(s["ci_low"], ci(s)),
         cell(diff, pp(diff)), Cell(inside),
         Cell(_sentence(why) if why else "–"),
     )

@@ -6,9 +6,9 @@ and figures are byte-stable PNGs, so the same records give byte-identical files.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from bench.fsio import atomic_write
 from report.collect import Group, Record, dedupe, group_records, load_all
 from report.d2l import d2l_section
 from report.doc import Block, Figure, Para, Section, text
@@ -62,11 +62,6 @@ def build(records: list[Record], results: Path, out_dir: Path,
     return intro, sections
 
 
-def _write(path: Path, content: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
-
 
 def render_report(results: Path, out_dir: Path | None = None,
                   data_root: Path | None = None) -> tuple[Path, Path]:
@@ -90,6 +85,6 @@ def render_report(results: Path, out_dir: Path | None = None,
     for name in sorted(before - used):
         (fig_dir / name).unlink(missing_ok=True)
     md, html_path = out_dir / "report.md", out_dir / "report.html"
-    _write(md, to_markdown(TITLE, intro, sections))
-    _write(html_path, to_html(TITLE, intro, sections, out_dir))
+    atomic_write(md, to_markdown(TITLE, intro, sections))
+    atomic_write(html_path, to_html(TITLE, intro, sections, out_dir))
     return md, html_path

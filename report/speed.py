@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from report.doc import Cell, Code, Heading, Section, Table, cell
-from report.fmt import DASH, count
+from report.fmt import DASH, count, slug
 
 HEADERS = ("variant", "batch", "usual loop ex/s", "engine ex/s", "engine ÷ usual",
            "+ levers ex/s", "+ levers ÷ usual", "packed ex/s", "packed ÷ usual",
@@ -96,8 +96,7 @@ def speed_section(results: Path) -> Section:
         levers = r.get("levers") or {}
         lever_text = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(levers.items()))
         title = f"{env.get('device_name', '?')} ({r.get('device', '?')})"
-        anchor = "speed-" + "-".join("".join(c if c.isalnum() else " " for c in title.lower())
-                                     .split())
+        anchor = "speed-" + slug(title)
         rounds, workers = r.get("rounds", 1), r.get("workers", "?")
         sec.add(Heading(3, title, anchor))
         sec.para(

@@ -7,8 +7,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from bench.fsio import atomic_write
 from bench.records import all_runs_files, latest_by_id, read_records
-from report.collect import group_records, normalize
+from report.collect import dedupe, group_records, normalize
 from report.fmt import acc_pm, ci, count, pct
 
 HEADERS = [
@@ -24,6 +25,7 @@ def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     table printed after a run and the report never disagree."""
     for r in records:
         normalize(r, str(r.get("suite", "?")), str(r.get("profile", "?")))
+    records, _ = dedupe(records)  # a seed recorded under two config schemas counts once
     rows = []
     for g in group_records(records, include_d2l=True):
         a = g.accuracy()
@@ -62,8 +64,5 @@ def render_summary(results: Path) -> str:
 
 def write_summary(results: Path) -> Path:
     out = results / "summary.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(render_summary(results))
-    tmp.replace(out)
+    atomic_write(out, render_summary(results))
     return out

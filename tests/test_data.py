@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data, idx, providers, safe_pickle
+from bench import data, fsio, idx, providers, safe_pickle
 from bench.data import DataError, DatasetInfo
 from bench.datasets import SPLIT_FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from bench.providers import ProviderError
@@ -262,7 +262,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path,
     def crash(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(idx.os, "replace", crash)
+    monkeypatch.setattr(fsio.os, "replace", crash)
     with pytest.raises(OSError, match="disk on fire"):
         idx.write_idx(tmp_path / "x-idx1-ubyte", np.arange(5, dtype=np.uint8))
     assert list(tmp_path.iterdir()) == []

@@ -101,3 +101,25 @@ def test_infeasible_gpu_request_is_refused(ray_local: Any, data_root: Path, tmp_
     assert _run(tmp_path, *CHEAP, "--executor", "ray", "--cpus-per-run", "3") == 2
     assert "each run asks for 3 CPUs but the Ray cluster has 2" in capsys.readouterr().err
     assert not (tmp_path / "variants/smoke/runs.jsonl").exists()
+
+
+def test_group_that_falls_back_is_not_recorded_as_packed(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A packed group whose packed training fails is trained one by one in the worker, and
+    says so: its records must not claim `packed_seeds` (the local executor's do not either)."""
+    import bench.packed
+    from bench.config import resolve_config
+    from bench.executor_ray import _train_bodies
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("packing broke")
+
+    monkeypatch.setattr(bench.packed, "run_packed", broken)
+    ov = {"train_subset": 256, "test_subset": 128, "num_epochs": 1}
+    cfgs = [resolve_config("mlp", None, s, ov) for s in (0, 1)]
+    bodies, packed = _train_bodies(cfgs, data_root, [str(tmp_path / f"{s}.st") for s in (0, 1)])
+    assert packed is False and [b["status"] for b in bodies] == ["ok", "ok"]
+    monkeypatch.undo()
+    bodies, packed = _train_bodies(cfgs, data_root, [str(tmp_path / f"{s}.st") for s in (0, 1)])
+    assert packed is True and all(b["timing"]["packed_members"] == 2 for b in bodies)

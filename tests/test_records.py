@@ -80,3 +80,36 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     with locked(p), pytest.raises(UsageError, match="locked by another"):
         with locked(p, timeout=0.1):
             pass
+
+
+def test_atomic_write_checks_before_replacing(tmp_path: Path) -> None:
+    """A write that fails its check never replaces the old file, and leaves no temp file;
+    a good one is readable by others (0644, not mkstemp's 0600)."""
+    from bench.fsio import atomic_write
+
+    target = tmp_path / "thresholds.toml"
+    target.write_text("old")
+
+    def reject(tmp: Path) -> None:
+        assert tmp.read_text() == "new"
+        raise ValueError("bad file")
+
+    with pytest.raises(ValueError, match="bad file"):
+        atomic_write(target, "new", check=reject)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    atomic_write(target, "new")
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o644
+
+
+def test_claim_todo_rereads_under_the_lock(tmp_path: Path) -> None:
+    """`run` and `check` both claim their runs this way: a run another process finished since
+    the plan was made is not trained twice; a fresh claim drops the old records instead."""
+    from bench.runner import claim_todo
+    from bench.suites import expand, get_profile, load_suite
+
+    plan = expand(load_suite("variants"), get_profile("smoke"), variants="mlp", seeds=2)
+    path = tmp_path / "runs.jsonl"
+    append_record(path, _rec(plan[0].run_id))
+    assert claim_todo(plan, path, fresh=False) == plan[1:]
+    assert claim_todo(plan, path, fresh=True) == plan
+    assert read_records(path) == []

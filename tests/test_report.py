@@ -232,6 +232,12 @@ def test_superseded_records_do_not_double_a_seed() -> None:
     assert kept == [new, gpu] and superseded == [old]
     labels = sorted(g.label for g in group_records(kept))
     assert labels == ["mlp (cpu)", "mlp (cuda)"]  # devices are never pooled
+    # the table `run` prints and summary.md count that seed once too, as the report does
+    from report.summary import summary_rows
+
+    old["metrics"], new["metrics"] = {"test_acc": 0.7}, {"test_acc": 0.8}
+    rows = {r[0]: r for r in summary_rows([new, old, gpu])}
+    assert rows["mlp (cpu)"][2:4] == ["1", "80.00%"]
 
 
 def test_run_summary_and_leaderboard_agree(rendered_report: Rendered) -> None:

@@ -9,12 +9,12 @@ weights and data give the same JSON and figures.
 from __future__ import annotations
 
 import statistics
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.d2l.common import Record, _pp, _r, _stats
+from bench.errors import warn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,19 +81,15 @@ def forward_with_activations(
 
 def load_run_model(rec: Record, results: Path, suite: str, profile: str) -> nn.Module | None:
     """Rebuild a run's network and load its saved weights (None when the file is missing)."""
-    from safetensors.torch import load_file
-
+    from bench.config import config_from_record
+    from bench.engine import load_weights
     from bench.records import weights_path
-    from variants import create_variant
 
     path = weights_path(results, suite, profile, rec["run_id"])
     if not path.is_file():
-        print(f"warning: {path} is missing; run {rec['run_id']} left out of the analysis",
-              file=sys.stderr)
+        warn(f"{path} is missing; run {rec['run_id']} left out of the analysis")
         return None
-    model = create_variant(rec["variant"], **rec["config"]["model"])
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    return load_weights(config_from_record(rec["config"]), path)
 
 
 def to_input(images_u8: torch.Tensor | np.ndarray, rec: Record) -> torch.Tensor:

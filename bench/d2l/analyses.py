@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from bench.d2l.ablation import ablation_summary, epochs_summary
 from bench.d2l.activations import activations_summary
 from bench.d2l.common import Log, Record
 from bench.d2l.ood import ood_summary
+from bench.fsio import atomic_write
 
 if TYPE_CHECKING:
     from bench.suites import PlannedRun, Profile, Suite
@@ -140,8 +140,6 @@ def run_analyses(
         answers.append(section["answer"])
     summary["figures"] = figures
     summary["answer"] = " ".join(answers)
-    tmp = summary_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, summary_path)
+    atomic_write(summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     log(f"analysis: wrote {summary_path}" + (f" and {len(figures)} figures" if figures else ""))
     return summary_path
