@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -70,19 +69,17 @@ def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, Any
     Seeds move every configuration together (a slow-starting seed is slow for all), so the
     per-seed difference is far less noisy than the difference of two independent means.
     """
-    from bench.metrics import t_quantile_975
+    from bench.metrics import summarize
 
     seeds = sorted(set(a) & set(b), key=int)
     diffs = [a[s] - b[s] for s in seeds]
-    n = len(diffs)
-    out: dict[str, Any] = {"n": n, "mean": _r(statistics.fmean(diffs)) if n else None,
+    st = summarize(diffs)  # mean and the Student-t 95% CI of the mean
+    out: dict[str, Any] = {"n": len(diffs), "mean": _r(st["mean"]),
                            "higher_in": sum(d > 0 for d in diffs), "ci_low": None,
                            "ci_high": None, "resolved": False}
-    if n >= 2:
-        half = t_quantile_975(n - 1) * statistics.stdev(diffs) / math.sqrt(n)
-        m = statistics.fmean(diffs)
-        out.update(ci_low=_r(m - half), ci_high=_r(m + half),
-                   resolved=bool(m - half > 0 or m + half < 0))
+    if st["ci_low"] is not None:
+        out.update(ci_low=_r(st["ci_low"]), ci_high=_r(st["ci_high"]),
+                   resolved=bool(st["ci_low"] > 0 or st["ci_high"] < 0))
     return out
 
 
