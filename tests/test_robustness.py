@@ -121,8 +121,6 @@ def test_a_failing_run_is_recorded_and_the_suite_goes_on(
 
 
 def test_huge_grid_asks_for_yes(tmp_path: Path) -> None:
-    suites = tmp_path / "suites"
-    suites.mkdir()
     p = run_cli("run", "--suite", "variants", "--profile", "full", "--seeds", "60",
                 "--results", str(tmp_path / "r"))
     assert p.returncode == 2 and "pass --yes" in p.stderr
