@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-from bench.errors import UsageError  # noqa: E402
+from bench.errors import UsageError
 
 PROG = "lenet-bench"
 
@@ -62,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--data-root", default=None)
     ru.add_argument("--dry-run", action="store_true", help="list runs and which are done")
     ru.add_argument("--force", action="store_true", help="re-run runs that already have records")
+    ru.add_argument("--keep-stale", action="store_true",
+                    help="reuse records made by code that trains differently (default: retrain)")
     ru.add_argument("--yes", action="store_true", help="allow a very large grid")
     ru.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
     ru.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -77,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--results", default="results", metavar="DIR")
     rp.add_argument("--data-root", default=None, help="for the example-image figures")
 
+    ex = sub.add_parser("export", help="records → a CSV/parquet table or MLflow runs (no training)")
+    ex.add_argument("--results", default="results", metavar="DIR")
+    ex.add_argument("--suite", default=None, metavar="PATTERN",
+                    help="fnmatch, comma-sep (d2l = its five exercises); default all")
+    ex.add_argument("--profile", default=None, metavar="PATTERN", help="default all")
+    ex.add_argument("--to", choices=("table", "mlflow"), default="table")
+    ex.add_argument("--format", choices=("csv", "parquet"), default=None, help="default csv")
+    ex.add_argument("--out", default=None, metavar="DIR", help="default <results>/export")
+    ex.add_argument("--tracking-uri", default=None, metavar="URI",
+                    help="default: the local store <results>/mlflow/mlflow.db")
+    ex.add_argument("--experiment", default=None, metavar="NAME", help="default lenet-bench")
+
     from bench.gate import add_parsers
     from bench.perf import add_parser as add_perf_parser
 
@@ -86,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench.export import cmd_export
     from bench.gate import cmd_calibrate, cmd_check
     from bench.perf import cmd_perf
 
@@ -100,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check": cmd_check,
             "calibrate": cmd_calibrate,
             "perf": cmd_perf,
+            "export": cmd_export,
         }[args.command]
         return handler(args)
     except UsageError as e:
@@ -179,6 +192,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         ])
     print(tabulate(rows, headers=["variant", "params", "FLOPs/ex", "input", "dataset",
                                   "recipe", "published"], tablefmt="simple"))
+    print("\nFLOPs/ex: forward FLOPs per example, 2 per multiply-add (torch's FlopCounterMode); "
+          "a masked layer (lenet5's partial C3)\ncounts only its connected weights.")
     print(f"\nsuites: {', '.join(available_suites())}")
     print("profiles: " + "; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
     return 0
@@ -300,17 +315,22 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
                earlier: Sequence[str] = ()) -> int:
     """One suite: expand, train what has no record, then its analyses (if it has any)."""
     from bench.config import parse_assignments
-    from bench.d2l import NeedsRecords
     from bench.data import ensure_dataset, resolve_data_root
-    from bench.records import finished_ids, locked, runs_path
-    from bench.runner import claim_todo, execute_plan
-    from bench.suites import MAX_RUNS_WITHOUT_YES, expand, get_profile, load_suite
+    from bench.records import locked, runs_path
+    from bench.runner import Reuse, claim_todo, execute_plan
+    from bench.suites import (
+        MAX_RUNS_WITHOUT_YES,
+        NeedsRecords,
+        expand,
+        get_profile,
+        load_suite,
+    )
 
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be ≥ 1, got {args.seeds}")
-    from bench.engine import resolve_device
+    from bench import device as dev
 
-    device = resolve_device(args.device)
+    device = dev.resolve(args.device)
     suite = load_suite(name)
     profile = get_profile(args.profile)
     overrides = parse_assignments(args.set)
@@ -322,7 +342,9 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
         if not earlier or not (check_only or args.dry_run):
             raise
         if args.dry_run:  # a preview: say what is not known yet
-            srcs = sorted({g.best_of["suite"] for g in suite.groups if g.best_of})
+            ext = suite.extension
+            srcs = sorted({s for g in suite.groups
+                           for s in (ext.sources(g) if ext and ext.sources else [])})
             print(f"suite {name}: its runs are picked from the records of "
                   f"{', '.join(srcs)}, known once that has run")
         return 0
@@ -332,34 +354,37 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
     if check_only and not args.dry_run:
         return 0
     path = runs_path(results, suite.name, profile.name)
-    done = finished_ids(path)
-    todo = [r for r in plan if args.force or r.run_id not in done]
+    root = resolve_data_root(args.data_root)
+    for ds in sorted({r.config.dataset for r in plan}):  # the fingerprints train on them
+        ensure_dataset(ds, root, log=lambda m: None if args.quiet else print(m))
+    reuse = Reuse(root, keep_stale=args.keep_stale)
+    current, stale, _ = reuse.split(plan, path)
+    again = {r.run_id for r in reuse.todo(plan, path)}
+    todo = [r for r in plan if args.force or r.run_id in again]
     if args.dry_run:
+        state = {r.run_id: "done" for r in current} | {r.run_id: "stale" for r in stale}
         for r in plan:
-            state = "done" if r.run_id in done else "todo"
             ov = ",".join(f"{k}={v}" for k, v in sorted(r.overrides.items()))
-            print(f"{state}  {r.run_id}  {r.config.variant:<16} {r.config.dataset:<14} "
-                  f"seed={r.config.seed} epochs={r.config.num_epochs} {ov}")
+            print(f"{state.get(r.run_id, 'todo'):<5}  {r.run_id}  {r.config.variant:<16} "
+                  f"{r.config.dataset:<14} seed={r.config.seed} epochs={r.config.num_epochs} "
+                  f"{ov}")
         print(f"{len(plan)} runs: {len(plan) - len(todo)} done, {len(todo)} to train "
               f"(suite {suite.name}, profile {profile.name}, device {device})")
         return 0
-    if todo and not args.force and any(g.reuse for g in suite.groups):
-        from bench.d2l import reuse_finished
-
+    if not args.force:
+        _say_reuse(len(current), stale, keep=args.keep_stale)
+    ext = suite.extension
+    if todo and not args.force and ext is not None and ext.before_train is not None:
         with locked(path, timeout=0.5):
-            todo, reused = reuse_finished(todo, suite, profile.name, results)
-        if reused:
-            print(f"reused {len(reused)} finished runs with identical configs from "
-                  f"{', '.join(sorted({g.reuse for g in suite.groups if g.reuse}))}")
+            todo, said = ext.before_train(todo, suite, profile.name, results, reuse.is_current)
+        if said:
+            print(said)
     if not todo:
         print(f"nothing to train: all {len(plan)} runs of suite {suite.name}, profile "
               f"{profile.name} already have records in {path} (use --force to re-run)")
     else:
-        root = resolve_data_root(args.data_root)
-        for ds in sorted({r.config.dataset for r in todo}):
-            ensure_dataset(ds, root, log=lambda m: None if args.quiet else print(m))
         with locked(path, timeout=0.5):
-            todo = claim_todo(todo, path, fresh=args.force)
+            todo = claim_todo(todo, path, fresh=args.force, reuse=reuse)
             print(f"suite {suite.name}, profile {profile.name}: {len(todo)} to train, "
                   f"{len(plan) - len(todo)} already done; device {device}", flush=True)
             t0 = time.perf_counter()
@@ -374,17 +399,30 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
             wall = time.perf_counter() - t0
         print(f"trained {len(todo)} runs in {wall:.1f} s: " +
               ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    if any(g.analysis for g in suite.groups):  # the d2l exercises' analyses (bench.d2l)
-        from bench.d2l import run_analyses
-
-        run_analyses(suite, profile, plan, results, resolve_data_root(args.data_root),
-                     force=args.force, user_overrides=overrides)
+    if ext is not None and ext.after_train is not None:  # e.g. the d2l analyses
+        ext.after_train(suite, profile, plan, results, root, force=args.force,
+                        user_overrides=overrides)
     from report.summary import summary_rows, write_summary
 
     out = write_summary(results)
     _print_suite_summary(path, summary_rows)
     print(f"records: {path}\nsummary: {out}")
     return 0
+
+
+def _say_reuse(n_current: int, stale: list[Any], *, keep: bool) -> None:
+    """Reuse is never silent: how many records were made by this code, and what is stale."""
+    if n_current:
+        print(f"reused {n_current} records made by this code")
+    if not stale:
+        return
+    names = ", ".join(sorted({r.config.variant for r in stale}))
+    if keep:
+        print(f"kept {len(stale)} stale records ({names}): made by code that trains "
+              "differently, reused because of --keep-stale")
+    else:
+        print(f"{len(stale)} records were made by code that trains differently ({names}): "
+              "training them again (--keep-stale reuses them)")
 
 
 def _print_suite_summary(path: Path, summary_rows: Any) -> None:

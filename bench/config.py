@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import device as dev
 from bench.errors import UsageError
 from variants import get_spec
 from variants.registry import VariantError
@@ -23,7 +24,6 @@ from variants.registry import VariantError
 DATASET_NAMES = ("mnist", "fashion-mnist")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "exponential", "lenet5_passes")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,19 @@ TRAIN_KEYS: dict[str, Any] = {
 OPTIMIZER_IMPLS = ("foreach", "fused", "for")
 
 
+def config_key(config: dict[str, Any], *, without: tuple[str, ...] = ("seed",)) -> str:
+    """A configuration's identity apart from `without` (by default the seed): what the seeds
+    of one configuration share (packing, the d2l rules, the gate, fingerprints)."""
+    return json.dumps({k: v for k, v in config.items() if k not in without}, sort_keys=True,
+                      default=str)
+
+
+def overrides_label(ov: dict[str, Any] | None, *, empty: str = "defaults") -> str:
+    """`activation=tanh, channels=[24, 44]`: strings bare, the rest as JSON; `empty` if none."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                     for k, v in sorted((ov or {}).items())) or empty
+
+
 def config_from_record(config: dict[str, Any]) -> RunConfig:
     """A record's config as a RunConfig; fields this checkout does not know are dropped
     (records outlive schema changes), missing ones take their defaults."""
@@ -140,12 +153,11 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     """Check `value` against type `tp`, allowing int→float and list→tuple; else UsageError."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arm in typing.get_args(tp):
             try:
                 return coerce(key, value, arm)
-            except UsageError as e:
-                errors.append(e)
+            except UsageError:
+                continue
         raise UsageError(f"{key} must be {_type_name(tp)}, got {value!r}")
     if tp is type(None):
         if value is None:
@@ -214,9 +226,7 @@ def resolve_config(
         "momentum": recipe.momentum,
         "weight_decay": recipe.weight_decay,
     }
-    # Seed packing fills a GPU; on the CPU it gains little and would tie a record's last bits
-    # to how many seeds were trained together, so there it is opt-in.
-    values["pack_seeds"] = device.startswith("cuda")
+    values["pack_seeds"] = dev.packs_by_default(device)
     values.update(profile_defaults or {})
     model_types = model_param_types(variant)
     model_kwargs = dict(spec.defaults)
@@ -231,7 +241,7 @@ def resolve_config(
                 f"unknown override {key!r} for variant {variant!r}; valid: {', '.join(valid)}"
             )
     _check_choices(values)
-    if values.get("cuda_graphs") and not device.startswith("cuda"):
+    if values.get("cuda_graphs") and not dev.is_cuda(device):
         raise UsageError("cuda_graphs needs --device cuda")
     model_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()}
     return RunConfig(
@@ -246,7 +256,7 @@ def resolve_config(
 
 
 def _check_choices(values: dict[str, Any]) -> None:
-    from bench.losses import LOSSES
+    from variants import LOSSES
     from variants.init import INITS
 
     choices = {

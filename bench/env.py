@@ -13,6 +13,7 @@ import torch
 import torchvision
 
 from bench import __version__
+from bench import device as dev
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,9 +40,7 @@ def cpu_model() -> str:
 
 
 def device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_model()
+    return dev.name(device, cpu_model())
 
 
 @lru_cache(maxsize=1)
@@ -53,15 +52,12 @@ def git_info() -> dict[str, Any]:
 
 def environment(device: str) -> dict[str, Any]:
     """The software and hardware a run used (stored in every record)."""
-    cuda = torch.version.cuda if torch.cuda.is_available() else None
-    cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
     return {
         "lenet_bench": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
-        "cuda": cuda,
-        "cudnn": cudnn,
+        **dev.versions(),
         "device": device,
         "device_name": device_name(device),
         "cpu": cpu_model(),

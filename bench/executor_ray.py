@@ -18,10 +18,6 @@ from typing import Any
 from bench.errors import UsageError
 from bench.suites import PlannedRun
 
-# Test hook: comma-separated variant names whose tasks raise inside the worker (the env var is
-# read in the worker process, so it exercises Ray's own error path, not the driver's).
-FAIL_ENV = "LENET_BENCH_RAY_FAIL_VARIANTS"
-
 
 def require_ray() -> Any:
     """Import ray, or a one-line usage error saying how to get it (ray is an optional extra)."""
@@ -48,7 +44,7 @@ def init_ray(address: str | None) -> Any:
 
 
 def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
-                threads: int) -> tuple[str, list[dict[str, Any]], bool, dict[str, Any]]:
+                threads: int) -> tuple[str, list[Any], bool, dict[str, Any]]:
     """Runs in the worker: train one run or one packed group.
 
     Returns (start time, record bodies, whether they were trained packed, the worker's
@@ -63,42 +59,14 @@ def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
     import torch
 
     from bench.env import environment
-    from bench.runner import _now
+    from bench.runner import _now, train_batch
 
     torch.set_num_threads(threads)
     started = _now()
-    bodies, packed = _train_bodies(cfgs, Path(data_root), wfiles)
+    bodies, packed = train_batch(cfgs, Path(data_root), [Path(w) for w in wfiles])
     env = {**environment(cfgs[0].device), "executor": "ray", "host": platform.node(),
            "ray_node_id": ray.get_runtime_context().get_node_id()}
     return started, bodies, packed, env
-
-
-def _train_bodies(cfgs: list[Any], root: Path, wfiles: list[str]
-                  ) -> tuple[list[dict[str, Any]], bool]:
-    """As the local executor: a packed group that fails falls back to one by one.
-    Returns (bodies, packed): only bodies really trained packed get `packed_seeds`."""
-    import traceback
-
-    from bench.engine import run_training
-    from bench.runner import failed_body
-
-    failing = {v for v in os.environ.get(FAIL_ENV, "").split(",") if v}
-    if cfgs[0].variant in failing:
-        raise RuntimeError(f"injected failure for {cfgs[0].variant} ({FAIL_ENV})")
-    if len(cfgs) == 1:
-        return [run_training(cfgs[0], root, weights_file=Path(wfiles[0]))], False
-    from bench.packed import run_packed
-
-    try:
-        return run_packed(cfgs, root, weights_files=[Path(w) for w in wfiles]), True
-    except Exception:  # noqa: BLE001 — fall back to one by one
-        bodies = []
-        for cfg, w in zip(cfgs, wfiles, strict=True):
-            try:
-                bodies.append(run_training(cfg, root, weights_file=Path(w)))
-            except Exception as e:  # noqa: BLE001 — one failed seed, the others still count
-                bodies.append(failed_body(e, traceback.format_exc(limit=3)))
-        return bodies, False
 
 
 def execute_plan_ray(
@@ -116,14 +84,15 @@ def execute_plan_ray(
     """
     import torch
 
+    from bench import device as dev
     from bench.records import weights_path
-    from bench.runner import Progress, _now, failed_body, finish_run, pack_groups
+    from bench.runner import Progress, _now, failed_result, finish_run, pack_groups
 
     ray = init_ray(address)
     threads = torch.get_num_threads()
     cpus = float(threads) if cpus_per_run is None else cpus_per_run
     results, data_root = results.resolve(), data_root.resolve()
-    on_gpu = any(r.config.device.startswith("cuda") for r in todo)
+    on_gpu = any(dev.is_cuda(r.config.device) for r in todo)
     gpus = gpus_per_run if gpus_per_run is not None else (1.0 if on_gpu else 0.0)
     have = ray.cluster_resources()
     for name, want in (("GPU", gpus), ("CPU", cpus)):
@@ -148,15 +117,15 @@ def execute_plan_ray(
                 started, bodies, packed, env = ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 — RayTaskError, worker died, …
                 cause = getattr(e, "cause", None) or e
-                body = failed_body(cause, str(e)[-2000:])
+                body = failed_result(cause, str(e)[-2000:])
                 bodies = [body] * len(batch)
                 print(f"task for {batch[0].config.variant} (seeds "
-                      f"{','.join(str(r.config.seed) for r in batch)}) failed: {body['error']}",
+                      f"{','.join(str(r.config.seed) for r in batch)}) failed: {body.error}",
                       file=sys.stderr)
             seeds = [r.config.seed for r in batch] if packed else None
             for run, body in zip(batch, bodies, strict=True):
-                progress.done(run, finish_run(run, body, started, results, packed_seeds=seeds,
-                                                   env=env))
+                progress.done(run, finish_run(run, body, started, results, data_root,
+                                              packed_seeds=seeds, env=env))
     finally:
         for ref in pending:  # interrupted: finished runs are recorded, cancel the rest
             ray.cancel(ref, force=True)

@@ -12,7 +12,6 @@ bench.thresholds, the `--perf` comparison of pytest-benchmark saves is bench.per
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.config import config_key
 from bench.env import cpu_model
 from bench.errors import UsageError, warn
 from bench.perf_baseline import PERF_SLOWDOWN, print_perf, resolve_perf
@@ -55,13 +55,13 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
              train: bool, fresh: bool = False) -> Prepared:
     """Expand the suite like `run` does, train what has no record yet (everything if `fresh`),
     and say what was reused."""
+    from bench import device as dev
     from bench.data import ensure_dataset, resolve_data_root
-    from bench.engine import resolve_device
-    from bench.records import finished_ids, locked, runs_path
-    from bench.runner import claim_todo, execute_plan
+    from bench.records import locked, runs_path
+    from bench.runner import Reuse, claim_todo, execute_plan
     from bench.suites import expand, get_profile, load_suite
 
-    device = resolve_device(args.device)
+    device = dev.resolve(args.device)
     suite = load_suite(args.suite)
     profile = get_profile(args.profile)
     plan = expand(suite, profile, variants=args.variants, datasets=args.datasets, seeds=seeds,
@@ -69,16 +69,17 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
     _check_one_config_per_key(plan, suite.name)
     results = Path(args.results)
     path = runs_path(results, suite.name, profile.name)
-    done = finished_ids(path)
-    todo = [r for r in plan if fresh or r.run_id not in done]
+    root = resolve_data_root(args.data_root)
+    for ds in sorted({r.config.dataset for r in plan}):
+        ensure_dataset(ds, root, log=lambda m: None if args.quiet else print(m))
+    reuse = Reuse(root)  # only records made by this code stand in for a run
+    todo = plan if fresh else reuse.todo(plan, path)
     if todo and train:
-        root = resolve_data_root(args.data_root)
-        for ds in sorted({r.config.dataset for r in todo}):
-            ensure_dataset(ds, root, log=lambda m: None if args.quiet else print(m))
         print(f"suite {suite.name}, profile {profile.name}: {len(todo)} runs to train, "
-              f"{len(plan) - len(todo)} reused from {path}; device {device}", flush=True)
+              f"{len(plan) - len(todo)} reused from {path} (made by this code); device "
+              f"{device}", flush=True)
         with locked(path, timeout=0.5):
-            todo = claim_todo(todo, path, fresh=fresh)
+            todo = claim_todo(todo, path, fresh=fresh, reuse=reuse)
             execute_plan(todo, results, root, quiet=args.quiet)
     todo_ids = {r.run_id for r in todo}
     return Prepared(suite, profile, plan, path, len(todo) if train else 0,
@@ -89,8 +90,7 @@ def _check_one_config_per_key(plan: list[Any], suite: str) -> None:
     """Thresholds are keyed by (variant, dataset): a suite with a grid would pool configs."""
     seen: dict[tuple[str, str], str] = {}
     for r in plan:
-        cfg = {k: v for k, v in r.config.to_dict().items() if k != "seed"}
-        blob = json.dumps(cfg, sort_keys=True, default=str)
+        blob = config_key(r.config.to_dict())
         key = (r.config.variant, r.config.dataset)
         if seen.setdefault(key, blob) != blob:
             raise UsageError(f"suite {suite!r} has several configurations of {key[0]} on "
@@ -207,7 +207,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"note: overrides active ({ov}): these runs differ from the calibrated "
               "configuration but are compared with its thresholds")
     _note_environment(thresholds.meta.get((suite, prof)), prep.plan)
-    _note_stale(prep.reused, records)
     print(render_rows(rows))
     for r in rows:
         if r.status == "WARN":
@@ -241,25 +240,6 @@ def _note_environment(meta: dict[str, Any] | None, plan: list[Any]) -> None:
     diff = [f"{k} {meta[k]!r} → {v!r}" for k, v in here.items() if k in meta and meta[k] != v]
     if diff:
         print(f"note: calibrated elsewhere ({'; '.join(diff)}); small differences are expected")
-
-
-def _note_stale(reused: list[str], records: dict[str, dict[str, Any]]) -> None:
-    """A run id hashes the config, not the code: reused records may predate a code change."""
-    from bench.env import git_info
-
-    here = git_info()
-    if here.get("git_commit") is None:
-        return
-    stale = {}
-    for rid in reused:
-        env = (records.get(rid) or {}).get("env") or {}
-        if env.get("git_commit") != here["git_commit"] or env.get("git_dirty") is not False:
-            stale[rid] = str(env.get("git_commit") or "unknown")[:10] + (
-                "+dirty" if env.get("git_dirty") else "")
-    if stale:
-        print(f"note: {len(stale)} reused records may predate the current code (made at "
-              f"{', '.join(sorted(set(stale.values())))}; now {here['git_commit'][:10]}"
-              f"{'+dirty' if here.get('git_dirty') else ''}); `--fresh` retrains them")
 
 
 # --- calibrate ------------------------------------------------------------------------------

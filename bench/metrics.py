@@ -76,13 +76,36 @@ def score_metrics(scores: Tensor, y: Tensor, loss: float, *, full: bool) -> dict
 
 
 def flops_per_example(model: nn.Module, x1: Tensor) -> int:
-    """Forward FLOPs for one example, counted by torch's FlopCounterMode (2 per MAC)."""
+    """Forward FLOPs for one example as the network is wired (2 per multiply-add).
+
+    torch's FlopCounterMode counts a masked convolution (LeNet-5's C3, a `weight_mask`
+    buffer) as dense, since it runs as one; the multiply-adds of unconnected (input, output)
+    pairs are not part of the network, so they are taken out again: 2 per output position
+    per zero in the mask.
+    """
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x1[:1])
-    model.train(was_training)
-    return int(counter.get_total_flops())
+    unconnected = 0
+    hooks = []
+
+    def discount(m: nn.Module, _inp: object, out: Tensor) -> None:
+        nonlocal unconnected
+        zeros = int(m.weight_mask.numel() - m.weight_mask.count_nonzero())
+        unconnected += 2 * zeros * out.shape[-1] * out.shape[-2]
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and isinstance(getattr(m, "weight_mask", None), Tensor):
+            if m.groups != 1:
+                raise ValueError("masked convolutions with groups > 1 are not counted")
+            hooks.append(m.register_forward_hook(discount))
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x1[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return int(counter.get_total_flops()) - unconnected
 
 
 @torch.no_grad()
@@ -96,6 +119,8 @@ def inference_throughput(
     max_iters: int = 200,
 ) -> dict[str, float]:
     """Forward examples/s at fixed batch sizes, after warm-up, device synchronized."""
+    from bench import device as dev
+
     model.eval()
     out: dict[str, float] = {}
     device = X.device
@@ -104,14 +129,12 @@ def inference_throughput(
         xb = (X.repeat(reps, 1, 1, 1) if reps > 1 else X)[:bs]
         for _ in range(warmup):
             model(xb)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        dev.sync(device)
         iters, t0 = 0, time.perf_counter()
         while True:
             model(xb)
             iters += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            dev.sync(device)
             elapsed = time.perf_counter() - t0
             if elapsed >= min_seconds or iters >= max_iters:
                 break
@@ -123,26 +146,10 @@ def inference_throughput(
 # --- statistics over seeds -------------------------------------------------------------------
 
 def t_quantile_975(df: int) -> float:
-    """Two-sided 95% Student-t critical value (scipy-free; exact table, asymptote beyond)."""
-    table = {
-        1: 12.7062047, 2: 4.30265273, 3: 3.18244631, 4: 2.77644511, 5: 2.57058184,
-        6: 2.44691185, 7: 2.36462425, 8: 2.30600414, 9: 2.26215716, 10: 2.22813885,
-        11: 2.20098516, 12: 2.17881283, 13: 2.16036866, 14: 2.14478669, 15: 2.13144955,
-        16: 2.11990530, 17: 2.10981558, 18: 2.10092204, 19: 2.09302405, 20: 2.08596345,
-        25: 2.05953855, 30: 2.04227246, 40: 2.02107539, 60: 2.00029782, 120: 1.97993041,
-    }
-    if df in table:
-        return table[df]
-    try:
-        from scipy import stats
+    """Two-sided 95% Student-t critical value."""
+    from scipy import stats
 
-        return float(stats.t.ppf(0.975, df))
-    except ImportError:
-        keys = sorted(table)
-        for lo, hi in zip(keys, keys[1:], strict=False):
-            if lo < df < hi:
-                return table[lo] + (table[hi] - table[lo]) * (df - lo) / (hi - lo)
-        return 1.959963985
+    return float(stats.t.ppf(0.975, df))
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ configuration asking for it is trained one model at a time instead (`packable`).
 from __future__ import annotations
 
 import copy
-import statistics
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,32 +26,25 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
-from bench.config import RunConfig
+from bench.config import RunConfig, config_key
 from bench.engine import (
-    WARMUP_STEPS,
-    EpochEvent,
-    _sync,
     autocast,
     build_model,
     compile_note,
-    lr_at,
+    load_data,
     make_optimizer_for,
     maybe_compile,
     save_weights,
     set_determinism,
-    throughput_note,
 )
-from bench.losses import LOSSES
-from bench.metrics import flops_per_example, inference_throughput, score_metrics
-from bench.resident import device_data
-from variants import count_total_params, count_trainable_params
+from bench.loop import EpochEvent, RunResult, drive
+from bench.metrics import score_metrics
+from variants import LOSSES
 
 
 def packing_key(cfg: RunConfig) -> str:
     """Runs with equal keys may be packed: everything but the seed is the same."""
-    d = cfg.to_dict()
-    d.pop("seed")
-    return repr(sorted(d.items()))
+    return config_key(cfg.to_dict())
 
 
 def can_pack(model: nn.Module) -> bool:
@@ -69,6 +62,81 @@ def _unstack(params: dict[str, Tensor], buffers: dict[str, Tensor], k: int) -> d
     return {name: t[k].detach().clone() for name, t in {**params, **buffers}.items()}
 
 
+class PackedLearner:
+    """K models that differ only in their seed, stacked and vmapped: bench.loop's K > 1."""
+
+    def __init__(self, cfgs: list[RunConfig], data_root: Path) -> None:
+        first = self.cfg = cfgs[0]
+        if len({packing_key(c) for c in cfgs}) != 1:
+            raise ValueError("packed runs must differ only in their seed")
+        self.device = torch.device(first.device)
+        self._models = [build_model(c).to(self.device) for c in cfgs]
+        if not packable(first, self._models[0]):
+            raise ValueError(f"{first.variant} (BatchNorm, or channels_last) cannot be packed")
+        self.members = len(cfgs)
+        self.train, self.test = load_data(first, data_root)  # after the check: no data needed
+        self.params, self.buffers = stack_module_state(self._models)
+        self.base = copy.deepcopy(self._models[0]).to("meta")
+
+        def fmodel(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(self.base, (p, b), (x,))
+
+        self.forward_eager = torch.vmap(fmodel, in_dims=(0, 0, 0))
+        self.forward_train, self.fallback = maybe_compile(first, self.forward_eager)
+        self.compiled = self.forward_train is not self.forward_eager
+        self.forward_shared = torch.vmap(fmodel, in_dims=(0, 0, None))
+        self.loss_fn = LOSSES[first.loss]
+        self.member_loss = torch.vmap(self.loss_fn)
+        self.opt = make_optimizer_for(first, list(self.params.values()))
+        self.gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def begin_epoch(self) -> int:
+        self.base.train()
+        n = len(self.train)
+        self.perms = torch.stack([torch.randperm(n, generator=g) for g in self.gens]
+                                 ).to(self.device)
+        self.loss_sum = torch.zeros(self.members, device=self.device, dtype=torch.float64)
+        self.correct = torch.zeros(self.members, device=self.device, dtype=torch.int64)
+        return math.ceil(n / self.cfg.batch_size)
+
+    def step(self, i: int) -> int:
+        bs = self.cfg.batch_size
+        idx = self.perms[:, i * bs : (i + 1) * bs]
+        X, y = self.train.X[idx], self.train.y[idx]
+        scores, losses = _forward_backward(self.forward_train, self.member_loss, self.params,
+                                           self.buffers, X, y, self.opt, self.cfg, self.device)
+        self.opt.step()
+        self.loss_sum += losses.detach().double() * y.shape[1]
+        self.correct += (scores.detach().argmax(dim=2) == y).sum(dim=1)
+        return int(y.shape[1])
+
+    def fall_back(self, e: BaseException) -> None:
+        self.forward_train, self.compiled = self.forward_eager, False
+        self.fallback = compile_note(e)
+
+    def nonfinite(self) -> list[bool]:
+        return (~torch.isfinite(self.loss_sum)).tolist()
+
+    def end_epoch(self) -> list[tuple[float, float]]:
+        n = len(self.train)
+        return [(float(self.loss_sum[k]) / n, int(self.correct[k]) / n)
+                for k in range(self.members)]
+
+    def evaluate(self, *, full: bool) -> list[dict[str, Any]]:
+        self.base.eval()
+        return _evaluate_members(self.forward_shared, self.params, self.buffers, self.test,
+                                 self.loss_fn, self.cfg, full=full)
+
+    def models(self) -> list[nn.Module]:
+        for k, model in enumerate(self._models):
+            model.load_state_dict(_unstack(self.params, self.buffers, k))
+        return self._models
+
+
 def run_packed(
     cfgs: list[RunConfig],
     data_root: Path,
@@ -76,136 +144,13 @@ def run_packed(
     weights_files: list[Path] | None = None,
     on_epoch: Callable[[int, EpochEvent], None] | None = None,
     measure_inference: bool = True,
-) -> list[dict[str, Any]]:
-    """Train the members together; returns one record body per member, in order."""
-    first = cfgs[0]
-    if len({packing_key(c) for c in cfgs}) != 1:
-        raise ValueError("packed runs must differ only in their seed")
-    device = torch.device(first.device)
-    set_determinism(first)
+) -> list[RunResult]:
+    """Train the members together; returns one result per member, in order."""
     t_start = time.perf_counter()
-    models = [build_model(c).to(device) for c in cfgs]
-    if not packable(first, models[0]):
-        raise ValueError(f"{first.variant} (BatchNorm, or channels_last) cannot be packed")
-    train = device_data(first.dataset, "train", first.transform, device, data_root,
-                        first.train_subset)
-    test = device_data(first.dataset, "test", first.transform, device, data_root,
-                       first.test_subset)
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-
-    def fmodel(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(base, (p, b), (x,))
-
-    forward_eager = torch.vmap(fmodel, in_dims=(0, 0, 0))
-    forward_train, fallback = maybe_compile(first, forward_eager)
-    forward_shared = torch.vmap(fmodel, in_dims=(0, 0, None))
-    loss_fn = LOSSES[first.loss]
-    member_loss = torch.vmap(loss_fn)
-    opt = make_optimizer_for(first, list(params.values()))
-    gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
-    K, n, bs = len(cfgs), len(train), first.batch_size
-
-    histories: list[list[dict[str, Any]]] = [[] for _ in cfgs]
-    diverged: list[tuple[int, str] | None] = [None] * K
-    epoch_timing: list[dict[str, float]] = []
-    for epoch in range(first.num_epochs):
-        lr = lr_at(first, epoch)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        base.train()
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-        loss_sum = torch.zeros(K, device=device, dtype=torch.float64)
-        correct = torch.zeros(K, device=device, dtype=torch.int64)
-        skip = WARMUP_STEPS if epoch == 0 else 0
-        timed = 0
-        t0 = time.perf_counter()
-        for step, start in enumerate(range(0, n, bs)):
-            if step == skip and skip:
-                _sync(device)
-                t0 = time.perf_counter()
-            idx = perms[:, start : start + bs]
-            X, y = train.X[idx], train.y[idx]
-            try:
-                scores, losses = _forward_backward(forward_train, member_loss, params, buffers,
-                                                   X, y, opt, first, device)
-            except Exception as e:  # noqa: BLE001 — a compiled step that cannot run here
-                if forward_train is forward_eager or epoch > 0 or step > 0:
-                    raise
-                forward_train = forward_eager  # nothing was stepped yet: redo it eagerly
-                fallback = compile_note(e)
-                scores, losses = _forward_backward(forward_train, member_loss, params, buffers,
-                                                   X, y, opt, first, device)
-            opt.step()
-            loss_sum += losses.detach().double() * y.shape[1]
-            correct += (scores.detach().argmax(dim=2) == y).sum(dim=1)
-            if step >= skip:
-                timed += y.shape[1]
-        _sync(device)
-        elapsed = time.perf_counter() - t0
-        base.eval()
-        ev = _evaluate_members(forward_shared, params, buffers, test, loss_fn, first)
-        for k in range(K):
-            if diverged[k] is not None:
-                continue
-            tl = float(loss_sum[k]) / n
-            if not (torch.isfinite(loss_sum[k]) and ev[k]["test_loss"] == ev[k]["test_loss"]):
-                diverged[k] = (epoch + 1, f"loss became {tl} in epoch {epoch + 1}")
-                continue
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": tl,
-                   "train_acc": int(correct[k]) / n, "test_loss": ev[k]["test_loss"],
-                   "test_acc": ev[k]["test_acc"]}
-            histories[k].append(row)
-            if on_epoch is not None:
-                on_epoch(k, EpochEvent(epoch + 1, first.num_epochs, row))
-        per_member = timed / elapsed if elapsed > 0 else 0.0
-        epoch_timing.append({"epoch": epoch + 1, "train_examples_per_s": per_member,
-                             "aggregate_examples_per_s": per_member * K,
-                             "train_seconds": elapsed})
-        if all(d is not None for d in diverged):
-            break
-
-    final = _evaluate_members(forward_shared, params, buffers, test, loss_fn, first, full=True)
-    wall = time.perf_counter() - t_start
-    bodies = []
-    for k in range(K):
-        model = models[k]
-        model.load_state_dict(_unstack(params, buffers, k))
-        metrics: dict[str, Any] = {
-            "params_trainable": count_trainable_params(model),
-            "params_total": count_total_params(model),
-            "flops_per_example": flops_per_example(model, test.X[:1]),
-        }
-        status = "ok" if diverged[k] is None else "diverged"
-        if status == "ok":
-            metrics.update(final[k])
-        med = statistics.median(t["train_examples_per_s"] for t in epoch_timing)
-        timing: dict[str, Any] = {
-            "train_examples_per_s": med,
-            "train_examples_per_s_note": throughput_note(packed=K),
-            "packed_members": K,
-            "aggregate_train_examples_per_s": med * K,
-            "per_epoch": epoch_timing,
-        }
-        if measure_inference and status == "ok":
-            timing["inference_examples_per_s"] = inference_throughput(model, test.X, (1, 1024))
-        if device.type == "cuda":
-            timing["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated(device)
-        timing["wall_seconds"] = wall / K
-        timing["packed_wall_seconds"] = wall
-        if fallback:
-            timing["fallback"] = fallback
-        if weights_files is not None:
-            save_weights(model, weights_files[k])
-        bodies.append({
-            "status": status,
-            "error": None if diverged[k] is None else diverged[k][1],
-            "diverged_epoch": None if diverged[k] is None else diverged[k][0],
-            "metrics": metrics,
-            "history": histories[k],
-            "timing": timing,
-        })
-    return bodies
+    set_determinism(cfgs[0])
+    learner = PackedLearner(cfgs, data_root)
+    return drive(learner, weights_files=weights_files, on_epoch=on_epoch,
+                 measure_inference=measure_inference, save=save_weights, t_start=t_start)
 
 
 def _forward_backward(

@@ -23,23 +23,22 @@ from typing import Any
 
 import torch
 
+from bench import device as dev
 from bench.config import resolve_config
 from bench.engine import (
     WARMUP_STEPS,
+    SingleLearner,
     build_model,
     make_optimizer,
-    prepare_data,
-    prepare_model,
-    resolve_device,
     set_determinism,
-    train_epoch_with_fallback,
+    train_epoch,
 )
 from bench.env import environment
 from bench.errors import UsageError
 from bench.fsio import atomic_write
-from bench.losses import LOSSES
 from bench.metrics import inference_throughput
 from bench.resident import device_data
+from variants import LOSSES
 
 DEFAULT_VARIANTS = "lenet_d2l,lenet5,mlp"
 
@@ -87,7 +86,7 @@ def usual_loop_examples_per_s(cfg: Any, root: Path, steps: int, workers: int) ->
     ds = cls(str(root), train=True, download=False, transform=T.Compose(tf))
     device = torch.device(cfg.device)
     dl = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                    pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                    pin_memory=dev.pin_memory(device), persistent_workers=workers > 0,
                     generator=torch.Generator().manual_seed(cfg.seed))
     model = build_model(cfg).to(device)
     opt = make_optimizer(cfg, model)
@@ -97,8 +96,7 @@ def usual_loop_examples_per_s(cfg: Any, root: Path, steps: int, workers: int) ->
     it = iter(dl)
     for step in range(WARMUP_STEPS + steps):
         if step == WARMUP_STEPS:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            dev.sync(device)
             t0 = time.perf_counter()
         try:
             X, y = next(it)
@@ -112,8 +110,7 @@ def usual_loop_examples_per_s(cfg: Any, root: Path, steps: int, workers: int) ->
         opt.step()
         if step >= WARMUP_STEPS:
             n += y.shape[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    dev.sync(device)
     return n / (time.perf_counter() - t0)
 
 
@@ -126,14 +123,10 @@ def engine_examples_per_s(cfg: Any, root: Path, steps: int) -> tuple[float, str 
     cfg = dataclasses.replace(cfg, train_subset=n)
     set_determinism(cfg)
     data = device_data(cfg.dataset, "train", cfg.transform, cfg.device, root, n)
-    model = build_model(cfg).to(cfg.device)
-    opt = make_optimizer(cfg, model)
-    trained, note = prepare_model(cfg, model)
-    data = prepare_data(cfg, data)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    out, _, fell_back = train_epoch_with_fallback(trained, model, opt, LOSSES[cfg.loss], data,
-                                                  cfg, gen, 0)
-    return out["timed_examples"] / out["timed_seconds"], note or fell_back
+    learner = SingleLearner(cfg, data, data)
+    timing = train_epoch(learner, 0)
+    assert timing.examples_per_s is not None  # steps ≥ 1 timed steps by construction
+    return timing.examples_per_s, learner.fallback
 
 
 def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int
@@ -145,8 +138,8 @@ def packed_examples_per_s(cfg: Any, root: Path, steps: int, k: int
     n = (WARMUP_STEPS + steps) * cfg.batch_size
     cfgs = [dataclasses.replace(cfg, seed=s, train_subset=n, test_subset=1000, num_epochs=1)
             for s in range(k)]
-    bodies = run_packed(cfgs, root, measure_inference=False)
-    timing = bodies[0]["timing"]
+    results = run_packed(cfgs, root, measure_inference=False)
+    timing = results[0].timing
     return float(timing["aggregate_train_examples_per_s"]), timing.get("fallback")
 
 
@@ -230,13 +223,13 @@ def cmd_perf(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps must be ≥ 1, got {args.steps}")
     if args.rounds < 1:
         raise UsageError(f"--rounds must be ≥ 1, got {args.rounds}")
-    device = resolve_device(args.device)
+    device = dev.resolve(args.device)
     names = list_variants(args.variants)
     if not names:
         raise UsageError(f"no variant matches {args.variants!r}; variants: "
                          f"{', '.join(list_variants())}")
     levers = parse_assignments(args.set)
-    k = args.pack if args.pack is not None else (5 if device.startswith("cuda") else 3)
+    k = args.pack if args.pack is not None else (5 if dev.is_cuda(device) else 3)
     if k < 1:
         raise UsageError(f"--pack must be ≥ 1, got {k}")
     if args.workers is None:

@@ -1,5 +1,9 @@
 """Run records: one JSON object per line in results/<suite>/<profile>/runs.jsonl.
 
+`RunRecord` is the one schema (versioned: `record_version`) that the runner writes and the
+report, the gate and the d2l analyses read; `read_records` hands back every record in it, an
+older version brought up to date, so no reader patches missing keys of its own.
+
 Appends are whole lines written with one `write` under a file lock and fsync'd, so a crash
 leaves at most one truncated last line; readers skip it with a warning and the run is redone.
 """
@@ -11,14 +15,85 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from filelock import FileLock, Timeout
 
 from bench.errors import UsageError, warn
 from bench.fsio import atomic_write
 
+RECORD_VERSION = 2  # 2: `code`, the behavioural fingerprint of the code that trained it
+STATUSES = ("ok", "diverged", "failed")
 DONE_STATUSES = ("ok", "diverged")  # a failed run is retried on the next invocation
+
+
+class RunRecord(TypedDict):
+    """One run: identity, what it answers, its resolved config, the code, outcome, numbers."""
+
+    record_version: int
+    run_id: str  # hash of the resolved config (bench.config.RunConfig.run_id)
+    suite: str
+    profile: str
+    group: str
+    question: str
+    factor: str | None
+    factor_value: Any
+    memberships: list[dict[str, Any]]  # every (group, question, factor, level) it answers
+    overrides: dict[str, Any]
+    variant: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]  # RunConfig.to_dict()
+    code: dict[str, Any]  # {fingerprint, probe} (bench.fingerprint); {} before version 2
+    status: str  # one of STATUSES
+    error: str | None
+    diverged_epoch: int | None
+    metrics: dict[str, Any]  # test_acc, test_loss, topK_error, per_class_acc, confusion, …
+    history: list[dict[str, Any]]  # per epoch: epoch, lr, train/test loss and accuracy
+    timing: dict[str, Any]  # train/inference examples/s, per_epoch, wall_seconds, …
+    env: dict[str, Any]  # bench.env.environment() plus started / ended
+    traceback: NotRequired[str]  # failed runs
+    packed_seeds: NotRequired[list[int]]  # trained packed with these seeds
+    reused_from: NotRequired[dict[str, Any]]  # copied from another suite (d2l reuse)
+
+
+Record = RunRecord
+
+_DEFAULTS: dict[str, Any] = {
+    "group": "", "question": "", "factor": None, "factor_value": None, "memberships": [],
+    "overrides": {}, "variant": "?", "dataset": "?", "seed": -1, "config": {}, "code": {},
+    "status": "failed", "error": None, "diverged_epoch": None, "metrics": {}, "history": [],
+    "timing": {}, "env": {},
+}
+
+
+def parse_record(raw: Any, suite: str, profile: str) -> RunRecord:
+    """A JSON object as a RunRecord: checked, and an older version brought up to date.
+
+    Version 1 (no `code`) reads as made by unknown code (so it is stale for reuse). A field a
+    cut-short record lacks, or holds with the wrong type, gets its empty value; `suite` and
+    `profile` default to where the file lies. A newer version or no run id: ValueError.
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("run_id"), str):
+        raise ValueError("not a run record")
+    version = raw.get("record_version", 1)
+    if not isinstance(version, int) or version > RECORD_VERSION:
+        raise ValueError(f"record version {version!r} is newer than this lenet-bench's "
+                         f"{RECORD_VERSION}")
+    rec = dict(raw)
+    rec["record_version"] = RECORD_VERSION
+    rec.setdefault("suite", suite)
+    rec.setdefault("profile", profile)
+    for key, empty in _DEFAULTS.items():
+        value = rec.get(key, empty)
+        if isinstance(empty, (dict, list)) and not isinstance(value, type(empty)):
+            value = type(empty)()
+        rec[key] = value
+    if not isinstance(rec["seed"], int):
+        rec["seed"] = -1
+    if rec["status"] not in STATUSES:
+        rec["status"] = "failed"
+    return rec  # type: ignore[return-value]
 LOCK_TIMEOUT_S = 10.0
 
 
@@ -35,8 +110,9 @@ def weights_path(results: Path, suite: str, profile: str, run_id: str) -> Path:
 
 
 
-def read_records(path: Path, *, warn: Callable[[str], None] = warn) -> list[dict[str, Any]]:
-    """All complete records, in file order; a broken line is skipped with a warning."""
+def read_records(path: Path, *, warn: Callable[[str], None] = warn) -> list[RunRecord]:
+    """All complete records, in file order, in the current schema; a broken line (or a record
+    of a newer version) is skipped with a warning."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -47,12 +123,10 @@ def read_records(path: Path, *, warn: Callable[[str], None] = warn) -> list[dict
             continue
         last = i == len(lines) - 1  # no newline after it: a write cut short
         try:
-            rec = json.loads(raw)
-            if not isinstance(rec, dict) or "run_id" not in rec:
-                raise ValueError("not a run record")
-        except ValueError:
+            rec = parse_record(json.loads(raw), path.parent.parent.name, path.parent.name)
+        except ValueError as e:
             where = "truncated last line" if last else f"line {i + 1}"
-            warn(f"{path}: skipping {where} (not a complete record); that run will be redone")
+            warn(f"{path}: skipping {where} ({e}); that run will be redone")
             continue
         if last:
             warn(f"{path}: last line has no newline; treating it as incomplete")
@@ -61,9 +135,9 @@ def read_records(path: Path, *, warn: Callable[[str], None] = warn) -> list[dict
     return records
 
 
-def latest_by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def latest_by_id(records: list[RunRecord]) -> dict[str, RunRecord]:
     """The last record per run id (a --force re-run supersedes the earlier one)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, RunRecord] = {}
     for r in records:
         out[r["run_id"]] = r
     return out
@@ -104,7 +178,7 @@ def _repair_tail(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
+def append_record(path: Path, record: RunRecord) -> None:
     """Append one record as one line, durably. Call under `locked(path)`."""
     line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,9 +200,14 @@ def remove_records(path: Path, run_ids: set[str]) -> None:
                                for r in keep))
 
 
-def finished_ids(path: Path) -> set[str]:
-    return {rid for rid, r in latest_by_id(read_records(path)).items()
+def finished_records(path: Path) -> dict[str, Record]:
+    """The latest record per run id whose run finished (ok or diverged, not failed)."""
+    return {rid: r for rid, r in latest_by_id(read_records(path)).items()
             if r.get("status") in DONE_STATUSES}
+
+
+def finished_ids(path: Path) -> set[str]:
+    return set(finished_records(path))
 
 
 def all_runs_files(results: Path) -> list[Path]:

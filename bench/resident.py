@@ -80,6 +80,3 @@ def device_data(
         _CACHE[key] = DeviceData(Xt, y.to(device=device, dtype=torch.int64))
     return _CACHE[key]
 
-
-def clear_cache() -> None:
-    _CACHE.clear()

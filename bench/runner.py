@@ -5,38 +5,44 @@ from __future__ import annotations
 import sys
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from bench.engine import EpochEvent, run_training
+from bench.config import RunConfig
+from bench.engine import run_training
 from bench.env import environment
+from bench.fingerprint import code_block, fingerprint, record_fingerprint
+from bench.loop import EpochEvent, RunResult
 from bench.records import (
+    RECORD_VERSION,
+    Record,
+    RunRecord,
     append_record,
-    finished_ids,
+    finished_records,
     remove_records,
     runs_path,
     weights_path,
 )
 from bench.suites import PlannedRun
 
-RECORD_VERSION = 1
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def make_record(run: PlannedRun, body: dict[str, Any], started: str,
-                env: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The full record: identity, resolved config, outcome, metrics, history, environment.
+def make_record(run: PlannedRun, result: RunResult, started: str,
+                env: dict[str, Any] | None = None,
+                code: dict[str, Any] | None = None) -> RunRecord:
+    """The full record: identity, resolved config, code, outcome, metrics, history, environment.
 
     `env` is the environment of the process that trained (a Ray worker's, possibly on another
     machine); by default this process's."""
     cfg = run.config
-    return {
+    record: RunRecord = {
         "record_version": RECORD_VERSION,
         "run_id": run.run_id,
         "suite": run.suite,
@@ -51,85 +57,137 @@ def make_record(run: PlannedRun, body: dict[str, Any], started: str,
         "dataset": cfg.dataset,
         "seed": cfg.seed,
         "config": cfg.to_dict(),
-        "status": body["status"],
-        "error": body.get("error"),
-        "diverged_epoch": body.get("diverged_epoch"),
-        "metrics": body.get("metrics", {}),
-        "history": body.get("history", []),
-        "timing": body.get("timing", {}),
+        "code": code or {},
+        "status": result.status,
+        "error": result.error,
+        "diverged_epoch": result.diverged_epoch,
+        "metrics": result.metrics,
+        "history": result.history,
+        "timing": result.timing,
         "env": {**(env or environment(cfg.device)), "started": started, "ended": _now()},
     }
+    if result.traceback is not None:
+        record["traceback"] = result.traceback
+    return record
 
 
-def failed_body(e: BaseException, tb: str | None = None) -> dict[str, Any]:
-    """The body of a run that raised: the suite goes on and the next invocation retries it."""
-    return {"status": "failed", "error": f"{type(e).__name__}: {e}",
-            "traceback": tb if tb is not None else traceback.format_exc(limit=3)}
+def failed_result(e: BaseException, tb: str | None = None) -> RunResult:
+    """The result of a run that raised: the suite goes on and the next invocation retries it."""
+    return RunResult(status="failed", error=f"{type(e).__name__}: {e}",
+                     traceback=tb if tb is not None else traceback.format_exc(limit=3))
 
 
-def finish_run(run: PlannedRun, body: dict[str, Any], started: str, results: Path,
-               packed_seeds: list[int] | None = None, env: dict[str, Any] | None = None) -> str:
+def finish_run(run: PlannedRun, result: RunResult, started: str, results: Path,
+               data_root: Path, packed_seeds: list[int] | None = None,
+               env: dict[str, Any] | None = None) -> str:
     """Build the record and append it; shared by every executor so records look the same."""
-    record = make_record(run, body, started, env)
-    if "traceback" in body:
-        record["traceback"] = body["traceback"]
+    record = make_record(run, result, started, env, code_block(run.config, data_root))
     if packed_seeds is not None:
         record["packed_seeds"] = packed_seeds
     append_record(runs_path(results, run.suite, run.profile), record)
     return record["status"]
 
 
-def execute_one(run: PlannedRun, results: Path, data_root: Path, *, bar: Any = None) -> str:
-    """Train one run and append its record; an exception becomes a `failed` record."""
-    started = _now()
-    wfile = weights_path(results, run.suite, run.profile, run.run_id)
+def train_batch(cfgs: list[RunConfig], data_root: Path, wfiles: list[Path],
+                on_epoch: Callable[[int, EpochEvent], None] | None = None,
+                ) -> tuple[list[RunResult], bool]:
+    """Train one run, or seeds of one configuration packed; every executor calls this.
 
-    def on_epoch(ev: EpochEvent) -> None:
-        if bar is not None:
-            bar.set_postfix_str(
-                f"{run.config.variant} ep {ev.epoch}/{ev.num_epochs} "
-                f"acc {100 * ev.row['test_acc']:.2f}%"
-            )
-
-    try:
-        body = run_training(run.config, data_root, weights_file=wfile, on_epoch=on_epoch)
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # noqa: BLE001 — any failure of one run must not stop the suite
-        body = failed_body(e)
-        print(f"run {run.run_id} ({run.config.variant}) failed: {body['error']}", file=sys.stderr)
-    return finish_run(run, body, started, results)
-
-
-def execute_packed(
-    runs: list[PlannedRun], results: Path, data_root: Path, *, bar: Any = None
-) -> list[str]:
-    """Train runs that differ only in seed as one packed model; one record per member."""
+    A packed group that fails is trained one by one (the only place that falls back), and a
+    run that raises becomes a `failed` result while the others still count. Returns
+    (results, whether they were really trained packed)."""
     from bench.packed import run_packed
 
-    started = _now()
-    wfiles = [weights_path(results, r.suite, r.profile, r.run_id) for r in runs]
+    def one(k: int) -> RunResult:
+        try:
+            cb = None if on_epoch is None else (lambda ev: on_epoch(k, ev))
+            return run_training(cfgs[k], data_root, weights_file=wfiles[k], on_epoch=cb)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 — any failure of one run must not stop the suite
+            print(f"run of {cfgs[k].variant} seed {cfgs[k].seed} failed: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+            return failed_result(e)
+
+    if len(cfgs) == 1:
+        return [one(0)], False
     try:
-        bodies = run_packed([r.config for r in runs], data_root, weights_files=wfiles)
+        return run_packed(cfgs, data_root, weights_files=wfiles, on_epoch=on_epoch), True
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 — fall back to one by one, which records failures
-        print(f"packed training of {runs[0].config.variant} failed ({type(e).__name__}: {e}); "
+        print(f"packed training of {cfgs[0].variant} failed ({type(e).__name__}: {e}); "
               "training the seeds one by one", file=sys.stderr)
-        return [execute_one(r, results, data_root, bar=bar) for r in runs]
-    seeds = [r.config.seed for r in runs]
-    return [finish_run(run, body, started, results, packed_seeds=seeds)
-            for run, body in zip(runs, bodies, strict=True)]
+        return [one(k) for k in range(len(cfgs))], False
 
 
-def claim_todo(todo: list[PlannedRun], path: Path, *, fresh: bool) -> list[PlannedRun]:
+def execute_batch(batch: list[PlannedRun], results: Path, data_root: Path, *,
+                  bar: Any = None) -> list[str]:
+    """Train a batch (one run, or a packed group) here and append a record per run."""
+    started = _now()
+    wfiles = [weights_path(results, r.suite, r.profile, r.run_id) for r in batch]
+
+    def on_epoch(k: int, ev: EpochEvent) -> None:
+        if bar is not None:
+            bar.set_postfix_str(f"{batch[k].config.variant} ep {ev.epoch}/{ev.num_epochs} "
+                                f"acc {100 * ev.row['test_acc']:.2f}%")
+
+    outs, packed = train_batch([r.config for r in batch], data_root, wfiles, on_epoch)
+    seeds = [r.config.seed for r in batch] if packed else None
+    return [finish_run(run, out, started, results, data_root, packed_seeds=seeds)
+            for run, out in zip(batch, outs, strict=True)]
+
+
+class Reuse:
+    """Which finished records of a results file stand for runs of the plan.
+
+    A record is reused only when the code that made it trains its configuration as this
+    checkout does (same behavioural fingerprint, bench.fingerprint); otherwise it is stale
+    and its run is trained again (unless `keep_stale`, which reuses it and says so).
+    """
+
+    def __init__(self, data_root: Path, *, keep_stale: bool = False) -> None:
+        self.data_root, self.keep_stale = data_root, keep_stale
+
+    def split(self, plan: list[PlannedRun], path: Path) -> tuple[list[PlannedRun],
+                                                                   list[PlannedRun],
+                                                                   list[PlannedRun]]:
+        """(current, stale, missing): runs with a record made by this code, by other code,
+        and with no finished record."""
+        done = finished_records(path)
+        current, stale, missing = [], [], []
+        for run in plan:
+            rec = done.get(run.run_id)
+            if rec is None:
+                missing.append(run)
+            elif self.is_current(run, rec):
+                current.append(run)
+            else:
+                stale.append(run)
+        return current, stale, missing
+
+    def is_current(self, run: PlannedRun, record: Record) -> bool:
+        made = record_fingerprint(record)
+        return made is not None and made == fingerprint(run.config, self.data_root)
+
+    def todo(self, plan: list[PlannedRun], path: Path) -> list[PlannedRun]:
+        _, stale, missing = self.split(plan, path)
+        return missing if self.keep_stale else stale + missing
+
+
+def claim_todo(todo: list[PlannedRun], path: Path, *, fresh: bool,
+               reuse: Reuse | None = None) -> list[PlannedRun]:
     """Under the runs file's lock: the runs to train now. `fresh` drops their old records;
-    otherwise runs another process finished since we looked are not trained twice."""
+    otherwise runs another process finished since we looked (with this code, when `reuse`
+    judges) are not trained twice. A stale record stays until its new one supersedes it."""
     if fresh:
         remove_records(path, {r.run_id for r in todo})
         return todo
-    done = finished_ids(path)
-    return [r for r in todo if r.run_id not in done]
+    if reuse is not None:
+        again = {r.run_id for r in reuse.todo(todo, path)}
+    else:
+        again = {r.run_id for r in todo} - set(finished_records(path))
+    return [r for r in todo if r.run_id in again]
 
 
 def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
@@ -190,10 +248,7 @@ def execute_plan(
     progress = Progress(len(todo), quiet=quiet)
     for batch in pack_groups(todo):
         progress.describe(batch)
-        if len(batch) == 1:
-            statuses = [execute_one(batch[0], results, data_root, bar=progress.bar)]
-        else:
-            statuses = execute_packed(batch, results, data_root, bar=progress.bar)
+        statuses = execute_batch(batch, results, data_root, bar=progress.bar)
         for run, status in zip(batch, statuses, strict=True):
             progress.done(run, status)
     return progress.close()

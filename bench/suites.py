@@ -2,12 +2,21 @@
 
 A suite is a list of groups; a group is variants × datasets × an override grid, plus the
 question it answers and the factor it varies (kept in every record for the report).
+
+Extensions: a suite file may name an `extension`, a package of bench (e.g. `d2l`) that
+registers an `Extension` when imported. It adds group keys of its own, may pick a group's
+configurations instead of a grid (from an earlier suite's records), and may act before and
+after training (reuse finished runs, run analyses). The core knows no extension by name; data
+flows one way: suite → plan → runs → records → report. `member_of` makes a suite part of a
+named set (`--suite d2l` runs its members in file-name order).
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,14 +64,71 @@ PROFILES: dict[str, Profile] = {
 
 GROUP_KEYS = {
     "name", "question", "factor", "variants", "datasets", "set", "grid", "profiles",
-    "best_of", "analysis", "reuse",  # the d2l exercise suites (see bench/d2l/)
+    "published",
 }
-# `--suite NAME` runs these suites in order (a later one may read an earlier one's records).
-SUITE_SETS: dict[str, tuple[str, ...]] = {
-    "d2l": ("d2l-ex1", "d2l-ex2", "d2l-ex3", "d2l-ex4", "d2l-ex5"),
-}
-SUITE_KEYS = {"description", "groups", "profiles"}
+PUBLISHED_KEYS = {"source", "metric", "note", "levels"}
+SUITE_KEYS = {"description", "groups", "profiles", "extension", "member_of"}
 PROFILE_KEYS = {"seeds", "num_epochs", "train_subset", "test_subset"}
+
+
+class NeedsRecords(UsageError):
+    """A suite whose runs are picked from an earlier suite's records, which do not exist yet."""
+
+
+Choices = list[tuple[dict[str, Any], dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What a package adds to suites (registered by `register_extension` on import).
+
+    - `keys` / `parse(where, group_table) -> extra`: group keys it owns, validated (with the
+      rest of the table in view) into `Group.extra` (one-line UsageErrors);
+    - `choices(group, suite_name, profile, results=, seeds=, overrides=, device=, n_seeds=)`:
+      the (overrides, info) configurations of a group whose `extra` asks for them, instead of
+      its grid (info["level"] is the recorded factor value); may raise NeedsRecords;
+    - `sources(group)`: the suites whose records `choices` reads (for messages);
+    - `before_train(todo, suite, profile_name, results, current) -> (todo, message)`: e.g.
+      copy runs another suite already trained; `current(run, record)` says whether a record
+      was made by this code;
+    - `after_train(suite, profile, plan, results, data_root, force=, user_overrides=)`.
+    """
+
+    name: str
+    keys: frozenset[str]
+    parse: Callable[[str, dict[str, Any]], dict[str, Any]]
+    choices: Callable[..., Choices] | None = None
+    sources: Callable[[Group], list[str]] | None = None
+    before_train: Callable[..., tuple[list[PlannedRun], str | None]] | None = None
+    after_train: Callable[..., object] | None = None
+
+
+EXTENSIONS: dict[str, Extension] = {}
+
+
+def register_extension(ext: Extension) -> Extension:
+    """Strict, like the variant registry: a name or a group key is claimed once."""
+    if ext.name in EXTENSIONS:
+        raise ValueError(f"suite extension {ext.name!r} is already registered")
+    taken = GROUP_KEYS.union(*(e.keys for e in EXTENSIONS.values()))
+    if ext.keys & taken:
+        raise ValueError(f"suite extension {ext.name!r}: keys {sorted(ext.keys & taken)} taken")
+    EXTENSIONS[ext.name] = ext
+    return ext
+
+
+def get_extension(where: str, name: str) -> Extension:
+    """The extension a suite names: the package bench.<name>, imported to register itself."""
+    if name not in EXTENSIONS:
+        if not name.isidentifier():
+            raise UsageError(f"{where}.extension must be a package of bench, got {name!r}")
+        try:
+            importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError:
+            raise UsageError(f"{where}.extension: no package bench.{name}") from None
+        if name not in EXTENSIONS:
+            raise UsageError(f"{where}.extension: bench.{name} registers no suite extension")
+    return EXTENSIONS[name]
 
 
 @dataclass(frozen=True)
@@ -75,10 +141,10 @@ class Group:
     fixed: dict[str, Any]
     grid: dict[str, list[Any]]
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # {suite, rule, text}: the configurations come from another suite's records (bench.d2l).
-    best_of: dict[str, Any] | None = None
-    analysis: str | None = None  # an analysis of bench.d2l.ANALYSES run after training
-    reuse: str | None = None  # copy identical finished runs (same run id) from this suite
+    # A source's own numbers for the group's levels, shown beside ours by the report:
+    # {source, metric, note, levels: [{level, value}]}, `level` as factor_value gives it.
+    published: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # the suite's extension's keys
 
 
 @dataclass(frozen=True)
@@ -87,6 +153,8 @@ class Suite:
     description: str
     groups: list[Group]
     profiles: dict[str, dict[str, Any]]
+    extension: Extension | None = None
+    member_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,44 +182,49 @@ def available_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
+def suite_sets(suites_dir: Path = SUITES_DIR) -> dict[str, list[str]]:
+    """Named sets of suites (`member_of` in each member's file), members in name order."""
+    sets: dict[str, list[str]] = {}
+    for path in sorted(suites_dir.glob("*.toml")):
+        try:
+            member_of = tomllib.loads(path.read_text()).get("member_of")
+        except tomllib.TOMLDecodeError:
+            continue  # reported when the suite itself is loaded
+        if isinstance(member_of, str):
+            sets.setdefault(member_of, []).append(path.stem)
+    return sets
+
+
 def suite_names(name: str) -> list[str]:
     """The suites `--suite NAME` runs, in order: a suite set (d2l) stands for its members."""
-    if name in SUITE_SETS:
-        return list(SUITE_SETS[name])
+    sets = suite_sets()
+    if name in sets:
+        return sets[name]
     avail = available_suites()
     if name in avail:
         return [name]
-    members = {m for ms in SUITE_SETS.values() for m in ms}
-    valid = [s for s in avail if s not in members] + list(SUITE_SETS)
+    members = {m for ms in sets.values() for m in ms}
+    valid = [s for s in avail if s not in members] + list(sets)
     valid += [s for s in avail if s in members]
     raise UsageError(f"unknown suite {name!r}; valid: {', '.join(valid)}")
 
 
-def _parse_d2l_keys(where: str, g: dict[str, Any]) -> dict[str, Any]:
-    """The optional keys `best_of`, `analysis` and `reuse` (used by the d2l suites)."""
-    from bench.d2l import ANALYSES, RULES
-
-    out: dict[str, Any] = {}
-    if "analysis" in g:
-        a = _expect(f"{where}.analysis", g["analysis"], str, "a string")
-        if a not in ANALYSES:
-            raise UsageError(f"{where}.analysis must be one of {', '.join(ANALYSES)}; got {a!r}")
-        out["analysis"] = a
-    if "reuse" in g:
-        out["reuse"] = _expect(f"{where}.reuse", g["reuse"], str, "a suite name")
-    if "best_of" in g:
-        b = _expect(f"{where}.best_of", g["best_of"], dict, "a table {suite, rule, text}")
-        _check_keys(f"{where}.best_of", b, {"suite", "rule", "text"})
-        _expect(f"{where}.best_of.suite", b.get("suite"), str, "a suite name")
-        rule = _expect(f"{where}.best_of.rule", b.get("rule"), str, "a rule name")
-        if rule not in RULES:
-            raise UsageError(f"{where}.best_of.rule must be one of {', '.join(RULES)}; "
-                             f"got {rule!r}")
-        _expect(f"{where}.best_of.text", b.get("text", ""), str, "a string")
-        if g.get("grid"):
-            raise UsageError(f"{where}: best_of and grid cannot be combined")
-        out["best_of"] = dict(b)
-    return out
+def _parse_published(where: str, raw: Any) -> dict[str, Any]:
+    """A group's `published` table: what its source printed for each level of the factor."""
+    _expect(where, raw, dict, "a table {source, metric, note, levels}")
+    _check_keys(where, raw, PUBLISHED_KEYS)
+    for k in ("source", "metric", "note"):
+        _expect(f"{where}.{k}", raw.get(k, ""), str, "a string")
+    levels = _expect(f"{where}.levels", raw.get("levels"), list, "a list of {level, value}")
+    for i, lv in enumerate(levels):
+        _expect(f"{where}.levels[{i}]", lv, dict, "a table {level, value}")
+        _check_keys(f"{where}.levels[{i}]", lv, {"level", "value"})
+        if "level" not in lv:
+            raise UsageError(f"{where}.levels[{i}] has no level")
+        _expect(f"{where}.levels[{i}].value", lv.get("value"), float, "a number in [0, 1]")
+        if not 0.0 <= lv["value"] <= 1.0:
+            raise UsageError(f"{where}.levels[{i}].value must be in [0, 1], got {lv['value']}")
+    return dict(raw)
 
 
 def get_profile(name: str) -> Profile:
@@ -199,6 +272,13 @@ def parse_suite(name: str, text: str) -> Suite:
         raise UsageError(f"{where}: invalid TOML: {e}") from None
     _check_keys(where, raw, SUITE_KEYS)
     desc = _expect(f"{where}.description", raw.get("description", ""), str, "a string")
+    ext = None
+    if "extension" in raw:
+        ext = get_extension(where, _expect(f"{where}.extension", raw["extension"], str,
+                                           "a package name"))
+    member_of = raw.get("member_of")
+    if member_of is not None:
+        _expect(f"{where}.member_of", member_of, str, "a suite set name")
     profiles = _parse_profiles(f"{where}.profiles", raw.get("profiles", {}))
     groups_raw = _expect(f"{where}.groups", raw.get("groups", []), list, "a list of tables")
     if not groups_raw:
@@ -207,7 +287,7 @@ def parse_suite(name: str, text: str) -> Suite:
     for i, g in enumerate(groups_raw):
         gw = f"{where} group {i + 1}"
         _expect(gw, g, dict, "a table")
-        _check_keys(gw, g, GROUP_KEYS)
+        _check_keys(gw, g, GROUP_KEYS | (ext.keys if ext else frozenset()))
         gname = _expect(f"{gw}.name", g.get("name", f"group{i + 1}"), str, "a string")
         datasets = g.get("datasets", "recipe")
         if isinstance(datasets, str):
@@ -242,10 +322,13 @@ def parse_suite(name: str, text: str) -> Suite:
                 fixed=dict(_expect(f"{gw}.set", g.get("set", {}), dict, "a table")),
                 grid=dict(grid),
                 profiles=_parse_profiles(f"{gw}.profiles", g.get("profiles", {})),
-                **_parse_d2l_keys(gw, g),
+                published=(_parse_published(f"{gw}.published", g["published"])
+                           if "published" in g else None),
+                extra=ext.parse(gw, g) if ext else {},
             )
         )
-    return Suite(name=name, description=desc, groups=groups, profiles=profiles)
+    return Suite(name=name, description=desc, groups=groups, profiles=profiles,
+                 extension=ext, member_of=member_of)
 
 
 def load_suite(name: str, suites_dir: Path = SUITES_DIR) -> Suite:
@@ -280,8 +363,8 @@ def expand(
 ) -> list[PlannedRun]:
     """Every run of the suite under the profile, validated (configs resolve, models build).
 
-    `results` is read only by `best_of` groups, whose configurations come from the records
-    of another suite (bench.d2l.best_of_choices).
+    `results` is read only by groups whose extension picks their configurations from the
+    records of another suite.
     """
     from variants import get_spec
 
@@ -305,12 +388,12 @@ def expand(
         combos = list(itertools.product(*(group.grid[k] for k in keys))) or [()]
         choices: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
             (dict(zip(keys, combo, strict=True)), None) for combo in combos]
-        if group.best_of:
-            from bench.d2l import best_of_choices
-
-            choices = list(best_of_choices(
-                group, suite.name, profile, results=results, seeds=seeds,
-                overrides=overrides, device=device, n_seeds=n_seeds))
+        ext = suite.extension
+        if ext is not None and ext.choices is not None:
+            picked = ext.choices(group, suite.name, profile, results=results, seeds=seeds,
+                                 overrides=overrides, device=device, n_seeds=n_seeds)
+            if picked is not None:
+                choices = list(picked)
         for vname in names:
             spec = get_spec(vname)
             for ds in _datasets_for(group, spec.recipe.dataset, profile):

@@ -6,16 +6,14 @@ Every ordering here is explicit so the same records always give the same report.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.records import all_runs_files, latest_by_id, read_records
+from bench.config import overrides_label
+from bench.records import Record, all_runs_files, latest_by_id, read_records
 from report.stats import summarize
-
-Record = dict[str, Any]
 
 
 def is_d2l(suite: str) -> bool:
@@ -23,30 +21,11 @@ def is_d2l(suite: str) -> bool:
     return suite.startswith("d2l")
 
 
-def normalize(r: Record, suite: str, profile: str) -> None:
-    """Fill what an old or cut-short record lacks, so every section can index it plainly."""
-    r.setdefault("suite", suite)
-    r.setdefault("profile", profile)
-    for key in ("metrics", "timing", "env", "config", "overrides"):
-        if not isinstance(r.get(key), dict):
-            r[key] = {}
-    if not isinstance(r.get("history"), list):
-        r["history"] = []
-    if not isinstance(r.get("seed"), int):
-        r["seed"] = -1
-    r.setdefault("status", "failed")
-    r.setdefault("variant", "?")
-    r.setdefault("dataset", "?")
-
-
 def load_all(results: Path) -> list[Record]:
     """Latest record per run id of every runs.jsonl, sorted by (suite, profile, run id)."""
     out: list[Record] = []
     for path in all_runs_files(results):
-        recs = latest_by_id(read_records(path)).values()
-        for r in recs:
-            normalize(r, path.parent.parent.name, path.parent.name)
-        out.extend(recs)
+        out.extend(latest_by_id(read_records(path)).values())
     return sorted(out, key=lambda r: (r["suite"], r["profile"], r["run_id"]))
 
 
@@ -60,7 +39,7 @@ def dedupe(records: list[Record]) -> tuple[list[Record], list[Record]]:
     best: dict[tuple[Any, ...], Record] = {}
     for r in records:
         key = (r["suite"], r["profile"], r["variant"], r["dataset"],
-               overrides_label(r.get("overrides")), r["config"].get("device"), r["seed"])
+               overrides_label(r.get("overrides"), empty=""), r["config"].get("device"), r["seed"])
         old = best.get(key)
         if old is None or (_ended(r), r["run_id"]) > (_ended(old), old["run_id"]):
             best[key] = r
@@ -70,10 +49,6 @@ def dedupe(records: list[Record]) -> tuple[list[Record], list[Record]]:
 
 def _ended(r: Record) -> str:
     return str(r["env"].get("ended") or "")
-
-
-def overrides_label(ov: dict[str, Any] | None) -> str:
-    return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted((ov or {}).items()))
 
 
 @dataclass
@@ -138,7 +113,7 @@ def group_records(records: list[Record], *, include_d2l: bool = False) -> list[G
         if is_d2l(r["suite"]) and not include_d2l:
             continue
         key = (r["suite"], r["profile"], r["dataset"], r["variant"],
-               overrides_label(r.get("overrides")), str(r["config"].get("device") or "?"))
+               overrides_label(r.get("overrides"), empty=""), str(r["config"].get("device") or "?"))
         if key not in cells:
             cells[key] = Group(*key)
         cells[key].records.append(r)

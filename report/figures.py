@@ -1,4 +1,4 @@
-"""Section 5's figures (seaborn on matplotlib's Agg backend), written as byte-stable PNGs.
+"""The report's figures (seaborn on matplotlib's Agg backend), written as byte-stable PNGs.
 
 Stability: a fixed style inside an rc_context, no bootstrap (bands are ± SD), no jitter, and
 PNGs saved without the Software/date metadata, so the same records give the same bytes.
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure as MplFigure  # noqa: E402
 
 from report.collect import Group, by_dataset  # noqa: E402
 from report.examples import Examples  # noqa: E402
-from report.stats import summarize  # noqa: E402
+from report.stats import confidence  # noqa: E402
 
 DPI = 100
 FIG_DIR = "figures"
@@ -80,7 +80,8 @@ def _xscale(ax: Any, xs: list[float], label: str) -> None:
     ax.set_xlabel(label)
 
 
-def pareto_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) -> str | None:
+def pareto_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any],
+                  tag: str = "") -> str | None:
     by_ds = {ds: [g for g in gs if g.ok] for ds, gs in by_dataset(groups).items()}
     by_ds = {ds: gs for ds, gs in by_ds.items() if gs}
     if not by_ds:
@@ -100,8 +101,10 @@ def pareto_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) ->
                               if r["timing"].get("train_examples_per_s")] or [np.nan]))
                 if x is None or not np.isfinite(x):
                     continue
-                err = a["ci95"] if a["ci95"] is not None else 0.0
-                ax.errorbar(x, 100 * a["mean"], yerr=100 * err, fmt="o", capsize=3,
+                iv = confidence(g.values())  # none below MIN_SEEDS seeds; clipped to [0, 1]
+                yerr = [[100 * (a["mean"] - iv[0])], [100 * (iv[1] - a["mean"])]] if iv \
+                    else None
+                ax.errorbar(x, 100 * a["mean"], yerr=yerr, fmt="o", capsize=3,
                             color=colors[g.label], ms=6)
                 ax.annotate(g.label, (x, 100 * a["mean"]), xytext=(5, 4),
                             textcoords="offset points", fontsize=7.5)
@@ -116,10 +119,11 @@ def pareto_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) ->
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{ds}: accuracy vs {'size' if key == 'params' else 'speed'}")
     fig.tight_layout()
-    return save(fig, out_dir, "pareto.png")
+    return save(fig, out_dir, f"pareto{tag}.png")
 
 
-def curves_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) -> str | None:
+def curves_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any],
+                  tag: str = "") -> str | None:
     rows = [{"dataset": g.dataset, "variant": g.label, "seed": r["seed"], "epoch": h["epoch"],
              "test accuracy (%)": 100 * h["test_acc"], "train loss": h["train_loss"]}
             for g in groups for r in g.ok for h in r.get("history", [])
@@ -144,10 +148,11 @@ def curves_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) ->
                 ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7.5,
                           title="variant", title_fontsize=8)
     fig.tight_layout()
-    return save(fig, out_dir, "curves.png")
+    return save(fig, out_dir, f"curves{tag}.png")
 
 
-def topk_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) -> str | None:
+def topk_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any],
+                tag: str = "") -> str | None:
     rows = [{"dataset": g.dataset, "variant": g.label, "k": f"top-{k}",
              "error (%)": max(100 * r["metrics"][f"top{k}_error"], 1e-3)}
             for g in groups for r in g.ok for k in (1, 3, 5)
@@ -169,11 +174,11 @@ def topk_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any]) -> s
         ax.set_title(f"{ds}: top-k test error")
         ax.legend(fontsize=7, loc="upper right", title=None)
     fig.tight_layout()
-    return save(fig, out_dir, "topk.png")
+    return save(fig, out_dir, f"topk{tag}.png")
 
 
 def confusion_figure(ds: str, panels: list[tuple[str, Group]], class_names: tuple[str, ...],
-                     out_dir: Path) -> str | None:
+                     out_dir: Path, tag: str = "") -> str | None:
     """Row-normalized confusion (% of each true class), summed over the group's seeds."""
     mats = []
     for title, g in panels:
@@ -196,10 +201,10 @@ def confusion_figure(ds: str, panels: list[tuple[str, Group]], class_names: tupl
         ax.tick_params(axis="x", labelrotation=45, labelsize=7.5)
         ax.tick_params(axis="y", labelrotation=0, labelsize=7.5)
     fig.tight_layout()
-    return save(fig, out_dir, f"confusion-{ds}.png")
+    return save(fig, out_dir, f"confusion-{ds}{tag}.png")
 
 
-def examples_figure(ex: Examples, ds: str, out_dir: Path) -> str:
+def examples_figure(ex: Examples, ds: str, out_dir: Path, tag: str = "") -> str:
     n = max(ex.kind.count("wrong"), ex.kind.count("correct"), 1)
     fig = MplFigure(figsize=(1.45 * n, 3.9))
     axes = fig.subplots(2, n, squeeze=False)
@@ -219,7 +224,7 @@ def examples_figure(ex: Examples, ds: str, out_dir: Path) -> str:
     axes[1][0].text(-0.15, 0.5, "least confident\ncorrect", transform=axes[1][0].transAxes,
                     ha="right", va="center", fontsize=8)
     fig.subplots_adjust(left=0.02, right=0.99, top=0.86, bottom=0.02, wspace=0.15, hspace=0.75)
-    return save(fig, out_dir, f"examples-{ds}.png")
+    return save(fig, out_dir, f"examples-{ds}{tag}.png")
 
 
 def factor_figure(df: pd.DataFrame, name: str, title: str, factor: str, out_dir: Path,
@@ -242,9 +247,16 @@ def factor_figure(df: pd.DataFrame, name: str, title: str, factor: str, out_dir:
                 label="one seed", zorder=2)
         s = d.groupby("level", sort=False)["acc"].agg(["mean", "std", "count"])
         s = s.reindex([lv for lv in levels if lv in s.index])
-        half = [summarize(d[d["level"] == lv]["acc"].tolist())["ci95"] or 0.0 for lv in s.index]
-        ax.errorbar([xs[lv] for lv in s.index], 100 * s["mean"], yerr=100 * np.asarray(half),
-                    fmt="o-", color="C0", capsize=4, lw=1.5, label="mean ± 95% CI", zorder=3)
+        ax.plot([xs[lv] for lv in s.index], 100 * s["mean"], "o-", color="C0", lw=1.5,
+                label="mean", zorder=3)
+        # the 95% CI only where MIN_SEEDS seeds give one (clipped to [0, 100]%)
+        bars = [(xs[lv], m, iv) for lv, m in zip(s.index, s["mean"], strict=True)
+                if (iv := confidence(d[d["level"] == lv]["acc"].tolist()))]
+        if bars:
+            ax.errorbar([b[0] for b in bars], [100 * b[1] for b in bars],
+                        yerr=100 * np.asarray([[m - iv[0] for _, m, iv in bars],
+                                               [iv[1] - m for _, m, iv in bars]]),
+                        fmt="none", ecolor="C0", capsize=4, lw=1.5, label="95% CI", zorder=3)
         ticks = [lv + (f"\n{notes[(ds, lv)]}" if (ds, lv) in notes else "") for lv in levels]
         ax.set_xticks(range(len(levels)), ticks, rotation=20 if len(levels) > 4 else 0)
         ax.set_xlabel(factor)

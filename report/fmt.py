@@ -28,12 +28,6 @@ def acc_pm(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}%"
 
 
-def ci(s: dict[str, Any]) -> str:
-    if s.get("ci_low") is None:
-        return DASH
-    return f"[{100 * s['ci_low']:.2f}, {100 * s['ci_high']:.2f}]"
-
-
 def pval(p: float | None) -> str:
     if p is None or not math.isfinite(p):
         return DASH
@@ -94,3 +88,25 @@ def level_key(v: Any) -> tuple[Any, ...]:
 
 def slug(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "x"
+
+
+TOO_FEW = "too few seeds to test"
+
+
+def interval(iv: tuple[float, float] | None) -> str:
+    """An accuracy interval in percent, [lo, hi]; the caller has clipped it to [0, 100]%."""
+    return DASH if iv is None else f"[{100 * iv[0]:.2f}, {100 * iv[1]:.2f}]"
+
+
+def pp_interval(lo: float | None, hi: float | None) -> str:
+    return DASH if lo is None or hi is None else f"[{pp(lo)}, {pp(hi)}]"
+
+
+def acc_cell(s: dict[str, Any], values: list[float], min_n: int = 3) -> str:
+    """mean ± std from `min_n` seeds on; below that the seeds themselves, never a spread."""
+    if s["mean"] is None:
+        return DASH
+    if s["n"] >= min_n:
+        return acc_pm(s)
+    return f"{pct(s['mean'])} (seeds: {', '.join(f'{100 * v:.2f}' for v in values)})" \
+        if s["n"] > 1 else pct(s["mean"])

@@ -1,13 +1,15 @@
-"""Section 1: what ran, on what, when, and how much compute it took."""
+"""Section: what ran, on what, when, and how much compute it took; which run sets lead."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
 
+from bench import device as dev
 from report.collect import Record
 from report.doc import Bullets, Cell, Code, Heading, Section, Table, Text, cell, text
 from report.fmt import DASH, duration
+from report.runsets import RunSet, Split, profile_rank, runset_of
 
 
 def _ranges(values: list[int]) -> str:
@@ -40,17 +42,21 @@ def last_ended(records: list[Record]) -> str | None:
     return max((e for e in ends if e), default=None)
 
 
-def _runsets_table(records: list[Record]) -> Table:
-    sets: dict[tuple[str, str], list[Record]] = defaultdict(list)
+def _runsets_table(records: list[Record], split: Split | None) -> Table:
+    sets: dict[RunSet, list[Record]] = defaultdict(list)
     for r in records:
-        sets[(r["suite"], r["profile"])].append(r)
+        sets[runset_of(r)].append(r)
+    lead = set(split.lead) if split else set(sets)
     rows = []
-    for (suite, profile), recs in sorted(sets.items()):
+    for rs, recs in sorted(sets.items(), key=lambda kv: (kv[0].suite, profile_rank(
+            kv[0].profile), kv[0].device)):
         st = Counter(r["status"] for r in recs)
         epochs = sorted({r["config"]["num_epochs"] for r in recs
                          if r["config"].get("num_epochs") is not None})
         rows.append((
-            Cell(suite), Cell(profile), cell(len(recs), str(len(recs))),
+            Cell(rs.suite), Cell(rs.profile), Cell(rs.device),
+            Cell("main" if rs in lead else "appendix"),
+            cell(len(recs), str(len(recs))),
             cell(st["ok"], str(st["ok"])), cell(st["diverged"], str(st["diverged"])),
             cell(st["failed"], str(st["failed"])),
             Cell(", ".join(sorted({r["variant"] for r in recs}))),
@@ -58,9 +64,9 @@ def _runsets_table(records: list[Record]) -> Table:
             Cell(_ranges([r["seed"] for r in recs])),
             Cell(", ".join(str(e) for e in epochs) or DASH),
         ))
-    return Table(("suite", "profile", "runs", "ok", "diverged", "failed", "variants",
-                  "datasets", "seeds", "epochs"), tuple(rows),
-                 numeric=(False, False, True, True, True, True))
+    return Table(("suite", "profile", "device", "shown in", "runs", "ok", "diverged", "failed",
+                  "variants", "datasets", "seeds", "epochs"), tuple(rows),
+                 numeric=(False, False, False, False, True, True, True, True))
 
 
 def _distinct(records: list[Record], key: str) -> str:
@@ -78,8 +84,8 @@ def _machine(records: list[Record]) -> list[Text]:
     cpus = _distinct(records, "cpu")
     if cpus:
         items.append(text(f"CPU: {cpus}; threads: {_distinct(records, 'threads')}"))
-    sw = [f"{k} {_distinct(records, k)}" for k in ("python", "torch", "torchvision", "cuda",
-                                                    "cudnn") if _distinct(records, k)]
+    keys = ("python", "torch", "torchvision", *dev.VERSION_KEYS)
+    sw = [f"{k} {_distinct(records, k)}" for k in keys if _distinct(records, k)]
     items.append(text("software: " + ", ".join(sw)))
     commits = Counter((r["env"].get("git_commit") or "unknown", r["env"].get("git_dirty"))
                       for r in records if r.get("env"))
@@ -92,19 +98,21 @@ def _machine(records: list[Record]) -> list[Text]:
 
 
 def header_section(records: list[Record], variants: list[tuple[str, str, str]],
-                   superseded: list[Record] | None = None) -> Section:
+                   superseded: list[Record] | None = None, split: Split | None = None
+                   ) -> Section:
     """`variants`: (name, source, description) of every variant that has records;
-    `superseded`: older records of the same run (left out, but said)."""
+    `superseded`: older records of the same run (left out, but said); `split`: which run sets
+    lead and which are in the appendix."""
     sec = Section("What ran", "what-ran")
     if not records:
         sec.para("No records found: run ", Code("lenet-bench run --suite variants"), " first.")
         return sec
     starts = [r["env"]["started"] for r in records if r.get("env", {}).get("started")]
     secs = [s for s in map(run_seconds, records) if s is not None]
-    sets = len({(r["suite"], r["profile"]) for r in records})
-    sec.para(f"{len(records)} runs in {sets} run set{'s' if sets > 1 else ''} "
-             "(suite × profile):")
-    sec.add(_runsets_table(records))
+    sets = len({runset_of(r) for r in records})
+    sec.para(f"{len(records)} runs in {sets} run set{'s' if sets > 1 else ''} (suite × profile "
+             "× device); each suite's most complete one leads, the others are in the appendix:")
+    sec.add(_runsets_table(records, split))
     when = f"{min(starts) if starts else DASH} → {last_ended(records) or DASH} (UTC)"
     items = tuple(_machine(records)) + (
         text(f"when: {when}"),
@@ -118,8 +126,9 @@ def header_section(records: list[Record], variants: list[tuple[str, str, str]],
                        "left out of everything below"),)
     sec.add(Bullets(items))
     sec.para("Over seeds, ", Code("a ± b"), " is the mean ± the sample standard deviation; "
-             "95% CI is the Student-t confidence interval of the mean. Accuracies and errors are "
-             "on the test set; pp = percentage points.")
+             "95% CI is the Student-t confidence interval of the mean, given only from 3 seeds "
+             "on and clipped to [0, 100]%. Accuracies and errors are on the test set; pp = "
+             "percentage points.")
     sec.add(Heading(3, "Variants", "variants"))
     sec.add(Bullets(tuple(text(Code(n), f" — {src}. {desc}") for n, src, desc in variants)))
     return sec

@@ -1,33 +1,56 @@
-"""Section 2: the leaderboard per dataset; diverged and failed runs are counted and listed."""
+"""Section: the leaderboard of each suite's leading run set, per dataset.
+
+One run set per table: every row trained to the same profile on the same kind of machine. Each
+row says how long it trained (epochs of the recipe's, optimizer steps), so a ranking between
+rows of unequal budgets reads as what it is. Diverged, failed and did-not-train runs are counted
+and listed, never dropped.
+"""
 
 from __future__ import annotations
 
+from report.budget import collapsed_class, did_not_train, group_budget, untrained
 from report.collect import Group, by_dataset
 from report.doc import Bullets, Cell, Code, Heading, Section, Table, cell, text
-from report.fmt import acc_pm, ci, count, duration, mega, pct
+from report.fmt import TOO_FEW, acc_cell, count, duration, interval, mega, pct
+from report.runsets import RunSet
+from report.stats import MIN_SEEDS, confidence
 
 HEADERS = (
-    "variant", "n", "diverged", "failed", "test acc (mean ± std)", "95% CI", "top-1 err",
-    "top-3 err", "top-5 err", "params", "FLOPs/ex", "train ex/s", "infer ex/s (bs 1024)",
-    "infer ex/s (bs 1)", "wall/run",
+    "variant", "n", "diverged", "failed", "did not train", "test acc", "95% CI", "epochs",
+    "optimizer steps", "top-1 err", "top-3 err", "top-5 err", "params", "FLOPs/ex",
+    "train ex/s", "infer ex/s (bs 1024)", "infer ex/s (bs 1)", "wall/run",
 )
 NUMERIC = (False,) + (True,) * (len(HEADERS) - 1)
 
 
+def ci_cell(values: list[float]) -> Cell:
+    """The clipped 95% CI of the mean from MIN_SEEDS seeds on, else 'too few seeds to test'."""
+    iv = confidence(values)
+    if iv is None:
+        return Cell(TOO_FEW if values else "–")
+    return cell(iv[0], interval(iv))
+
+
 def row(g: Group) -> tuple[Cell, ...]:
-    a = g.accuracy()
+    a, vals = g.accuracy(), g.values()
     errs = [g.mean("metrics", f"top{k}_error") for k in (1, 3, 5)]
     params, flops = g.first("metrics", "params_trainable"), g.first("metrics", "flops_per_example")
     train = g.mean("timing", "train_examples_per_s")
     inf = [g.mean("timing", "inference_examples_per_s", bs) for bs in ("1024", "1")]
     wall = g.mean("timing", "wall_seconds")
+    b = group_budget(g)
+    dnt = len(untrained(g))
     return (
         Cell(g.label),
         cell(a["n"], str(a["n"])),
         cell(g.count("diverged"), str(g.count("diverged"))),
         cell(g.count("failed"), str(g.count("failed"))),
-        cell(a["mean"], acc_pm(a)),
-        cell(a["ci_low"], ci(a)),
+        cell(dnt, str(dnt)),
+        *((cell(a["mean"], f"did not train ({acc_cell(a, vals, MIN_SEEDS)})"), Cell("–"))
+          if vals and dnt == len(vals) else (cell(a["mean"], acc_cell(a, vals, MIN_SEEDS)),
+                                            ci_cell(vals))),
+        cell(b.epochs, b.epochs_text()),
+        cell(b.steps, b.steps_text()),
         *(cell(e, pct(e)) for e in errs),
         cell(params, count(params)),
         cell(flops, mega(flops)),
@@ -37,41 +60,69 @@ def row(g: Group) -> tuple[Cell, ...]:
     )
 
 
-def _unfinished(groups: list[Group]) -> list[tuple]:
+def unfinished(groups: list[Group], class_names: tuple[str, ...] | None = None) -> list[tuple]:
+    """One line per diverged, failed or did-not-train run of these groups."""
     items = []
     for g in groups:
         for r in sorted(g.records, key=lambda r: r["seed"]):
-            if r["status"] == "ok":
+            if r["status"] == "ok" and not did_not_train(r):
                 continue
-            what = (f"diverged at epoch {r.get('diverged_epoch')}" if r["status"] == "diverged"
-                    else "failed")
-            items.append(text(Code(g.label), f", seed {r['seed']} ({g.runset}), {what}: "
-                              f"{r.get('error') or 'no error recorded'} (run ",
+            if r["status"] == "ok":
+                what = (f"did not train: it predicts {collapsed_class(r, class_names)} for "
+                        f"(almost) every test image, so its {pct(r['metrics'].get('test_acc'))} "
+                        "is that class's share of the test set")
+            elif r["status"] == "diverged":
+                what = (f"diverged at epoch {r.get('diverged_epoch')}: "
+                        f"{r.get('error') or 'no error recorded'}")
+            else:
+                what = f"failed: {r.get('error') or 'no error recorded'}"
+            items.append(text(Code(g.label), f", seed {r['seed']} ({g.runset}), {what} (run ",
                               Code(r["run_id"]), ")"))
     return items
 
 
-def leaderboard_section(groups: list[Group]) -> Section:
+def class_names(ds: str) -> tuple[str, ...] | None:
+    from bench.data import DATASETS
+
+    return DATASETS[ds].class_names if ds in DATASETS else None
+
+
+def runset_tables(sec: Section, rs: RunSet, groups: list[Group], title: str, anchor: str,
+                  level: int = 3) -> None:
+    """Per dataset: the table of one run set and the list of its runs that did not finish."""
+    for ds, gs in by_dataset(groups).items():
+        sec.add(Heading(level, f"{ds}{title}", f"{anchor}-{ds}"),
+                Table(HEADERS, tuple(row(g) for g in gs), NUMERIC))
+        bad = unfinished(gs, class_names(ds))
+        if bad:
+            sec.para(f"Runs of {ds} that did not finish or did not train:")
+            sec.add(Bullets(tuple(bad)))
+
+
+def leaderboard_section(main: list[tuple[RunSet, list[Group]]], many_devices: bool) -> Section:
     sec = Section("Leaderboard", "leaderboard")
-    if not groups:
+    if not any(gs for _, gs in main):
         sec.para("No records of the variant suites yet.")
         return sec
     sec.para(
-        "One row per variant (and overrides) and dataset, sorted by mean test accuracy. n: runs "
-        "that finished; diverged and failed runs are counted beside it and listed below, never "
-        "dropped, but only finished runs enter the statistics. Top-k error: the label is not "
-        "among the k highest scores. FLOPs per example: forward pass, torch's FlopCounterMode "
-        "(2 per multiply-add). train ex/s: median over epochs of training examples per second "
-        "over the timed steps only (forward, loss, backward, optimizer step; no evaluation, no "
-        "warm-up), mean over seeds; infer ex/s: forward passes at a fixed batch size after "
-        "warm-up. Throughput and wall time compare only within one machine. d2l exercise runs "
-        "are in their own section."
+        "One table per dataset of each suite's leading run set (its most complete profile; "
+        "other run sets are in the appendix), one row per variant (and overrides), sorted by "
+        "mean test accuracy. n: runs that finished; diverged and failed runs are counted beside "
+        "it and listed below, never dropped, but only finished runs enter the statistics. Did "
+        "not train: finished runs whose predictions collapsed onto one class (at least 95% of "
+        "the test images), so their accuracy is that class's share of the test set. Test acc: "
+        f"mean ± sample SD over seeds from {MIN_SEEDS} seeds on, below that each seed's value; "
+        f"95% CI: Student-t interval of the mean, only from {MIN_SEEDS} seeds on, clipped to "
+        "[0, 100]%. Epochs: trained of the recipe's; optimizer steps = epochs × ⌈training "
+        "images / batch size⌉ (every batch steps, the last one partial). Top-k error: the label "
+        "is not among the k highest scores. FLOPs per example: forward pass, 2 per "
+        "multiply-add. train ex/s: median over epochs of training examples per second over the "
+        "timed steps only, mean over seeds; infer ex/s: forward passes at a fixed batch size "
+        "after warm-up. Throughput and wall time compare only within one machine. d2l exercise "
+        "runs are in their own section."
     )
-    for ds, gs in by_dataset(groups).items():
-        sec.add(Heading(3, ds, f"leaderboard-{ds}"),
-                Table(HEADERS, tuple(row(g) for g in gs), NUMERIC))
-        bad = _unfinished(gs)
-        if bad:
-            sec.para(f"Runs that did not finish on {ds}:")
-            sec.add(Bullets(tuple(bad)))
+    for rs, groups in main:
+        sec.para("Run set ", Code(rs.title(many_devices)), ".")
+        title = f" ({rs.name})" if len(main) > 1 else ""
+        runset_tables(sec, rs, groups, title, "leaderboard" + (f"-{rs.suite}" if title else ""))
     return sec

@@ -1,25 +1,32 @@
-"""Section 3: each variant's published figure (SPEC §2) beside ours, with generated reasons.
+"""Section: each variant's published figure (SPEC §2) beside ours, with generated reasons.
 
-Reasons are built from facts in the records and the registry (epochs, subsets, recipe
-changes, the sources' known quirks), never from a fixed paragraph, so they stay true.
+A published figure is one run, so it is compared with the 95% prediction interval for one new
+run of ours (t · s · √(1 + 1/n)), never with the interval of our mean. A run set that trained
+less than the source's recipe is "not comparable", and below MIN_SEEDS seeds nothing is tested.
+Reasons are built from facts in the records and the registry (epochs, subsets, recipe changes,
+the sources' known quirks), never from a fixed paragraph, so they stay true.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from report.budget import group_budget, untrained
 from report.collect import Group
 from report.doc import Bullets, Cell, Code, Section, Table, Text, cell, text
-from report.fmt import acc_pm, ci, pct, pp
-from report.stats import summarize
+from report.fmt import TOO_FEW, acc_cell, interval, pct, pp
+from report.stats import MIN_SEEDS, prediction_interval, summarize
 from variants import get_spec
 from variants.registry import VariantError, VariantSpec
 
-HEADERS = ("variant", "dataset", "metric", "published", "ours (mean ± std)", "our 95% CI",
-           "Δ ours − published", "published in our CI?", "why they differ")
+HEADERS = ("variant", "dataset", "metric", "published", "ours", "95% prediction interval",
+           "Δ ours − published", "verdict", "why they differ")
 NUMERIC = (False, False, False, True, True, True, True, False, False)
-TOLERANCE = 0.005  # without a CI (n < 2), |Δ| above this counts as a disagreement
+
+REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE, TOO_FEW_SEEDS, NO_RUNS = (
+    "reproduced", "not reproduced", "not comparable", "too few seeds", "no finished runs")
 
 
 def _spec(name: str) -> VariantSpec | None:
@@ -35,7 +42,9 @@ def _mlp(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
     twin = [h for h in groups if h.variant == "mlp_softmax_dim0" and h.dataset == g.dataset
             and h.runset == g.runset and h.ok]
     if twin:
-        out.append(f"mlp_softmax_dim0, which reproduces the bug, gets {acc_pm(twin[0].accuracy())}")
+        t = twin[0]
+        out.append("mlp_softmax_dim0, which reproduces the bug, gets "
+                   + acc_cell(t.accuracy(), t.values(), MIN_SEEDS))
     else:
         out.append("mlp_softmax_dim0 reproduces the bug but has no records here")
     return out
@@ -52,11 +61,6 @@ def _lenet5_bn(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
             "set's 0.1307/0.3081; we normalize both alike"]
 
 
-def _lenet_d2l(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
-    return ["the published 0.836 is d2l's MXNet edition (SGD lr 0.9, batch 256); we train the "
-            f"PyTorch edition's recipe (SGD lr {cfg['lr']:g}, batch {cfg['batch_size']})"]
-
-
 def _lenet5(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
     return [f"mini-batch SGD (batch {cfg['batch_size']}) stands in for the paper's stochastic "
             "diagonal Levenberg–Marquardt at batch 1"]
@@ -64,7 +68,7 @@ def _lenet5(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
 
 KNOWN: dict[str, Callable[[Group, dict[str, Any], list[Group]], list[str]]] = {
     "mlp": _mlp, "mlp_softmax_dim0": _mlp_bug, "lenet5_bn": _lenet5_bn,
-    "lenet_d2l": _lenet_d2l, "lenet5": _lenet5,
+    "lenet5": _lenet5,
 }
 
 
@@ -74,11 +78,6 @@ def reasons(g: Group, spec: VariantSpec, groups: list[Group]) -> list[str]:
     # the recipe fills what an old record's config lacks
     cfg = {**rec.to_dict(), "eval_batch_size": 1024, **(g.first("config") or {})}
     out = []
-    if cfg.get("num_epochs", rec.num_epochs) < rec.num_epochs:
-        out.append(f"trained {cfg['num_epochs']} of the recipe's {rec.num_epochs} epochs "
-                   f"(profile {g.profile})")
-    if cfg.get("train_subset"):
-        out.append(f"trained on {cfg['train_subset']:,} of the 60,000 training images")
     if cfg.get("test_subset"):
         out.append(f"evaluated on {cfg['test_subset']:,} of the 10,000 test images")
     for key in ("optimizer", "lr", "batch_size"):
@@ -86,47 +85,107 @@ def reasons(g: Group, spec: VariantSpec, groups: list[Group]) -> list[str]:
         if ours is not None and ours != theirs:
             out.append(f"{key} {ours:g} instead of the recipe's {theirs:g}"
                        if isinstance(ours, float) else f"{key} {ours} instead of {theirs}")
+    dnt = untrained(g)
+    if dnt:
+        out.append(f"{len(dnt)} of {len(g.ok)} seeds did not train (one class predicted)")
     return out + KNOWN.get(g.variant, lambda *_: [])(g, cfg, groups)
 
 
-def _row(g: Group, spec: VariantSpec, groups: list[Group]) -> tuple[Cell, ...]:
+@dataclass(frozen=True)
+class PubRow:
+    """One published figure against one group of our seeds, and the verdict on it."""
+
+    group: Group
+    spec: VariantSpec
+    is_error: bool
+    published: float
+    values: tuple[float, ...]  # ours, in the published metric (error = 1 − accuracy)
+    pi: tuple[float, float] | None
+    status: str
+    verdict: str
+    why: tuple[str, ...]
+
+    @property
+    def mean(self) -> float | None:
+        return summarize(list(self.values))["mean"]
+
+    @property
+    def diff(self) -> float | None:
+        m = self.mean
+        return None if m is None else m - self.published
+
+
+def verdict_on(published: float, values: list[float], shortfall: str | None
+               ) -> tuple[str, str, tuple[float, float] | None]:
+    """(status, verdict, prediction interval) of one published figure against our seeds, in
+    order: not comparable (budget cut short) > too few seeds > inside the prediction interval.
+    """
+    pi = prediction_interval(values)
+    if not values:
+        return NO_RUNS, NO_RUNS, pi
+    if shortfall:
+        return NOT_COMPARABLE, f"not comparable: {shortfall}", pi
+    if pi is None:
+        return TOO_FEW_SEEDS, f"{TOO_FEW} (n = {len(values)})", pi
+    if pi[0] <= published <= pi[1]:
+        return REPRODUCED, "reproduced: inside the prediction interval", pi
+    return NOT_REPRODUCED, "not reproduced: outside the prediction interval", pi
+
+
+def judge(g: Group, spec: VariantSpec, groups: list[Group]) -> PubRow:
+    """A variant's published figure against its group of seeds, with the reasons they differ."""
     pub = spec.published
     assert pub is not None and pub.value is not None
     err = pub.metric == "test_error"
-    vals = [1 - v if err else v for v in g.values()]
-    s = summarize(vals)
-    diff = None if s["mean"] is None else s["mean"] - pub.value
-    if s["ci_low"] is None:
-        inside = "n too small" if s["n"] else "no finished runs"
-        disagree = diff is not None and abs(diff) > TOLERANCE
-    else:
-        ok = s["ci_low"] <= pub.value <= s["ci_high"]
-        # A wide interval (few seeds) can hold a far-off figure: explain any large gap too.
-        far = diff is not None and abs(diff) > TOLERANCE
-        inside, disagree = ("yes" if ok else "no"), not ok or far
-    why = reasons(g, spec, groups) if disagree else []
-    if disagree and not why:
+    vals = tuple(1 - v if err else v for v in g.values())
+    status, verdict, pi = verdict_on(pub.value, list(vals), group_budget(g).shortfall())
+    why = [] if status == REPRODUCED else reasons(g, spec, groups)
+    if status == NOT_REPRODUCED and not why:
         why = ["no known cause: seeds, framework and hardware differ from the source's"]
+    return PubRow(g, spec, err, pub.value, vals, pi, status, verdict, tuple(why))
+
+
+def published_rows(groups: list[Group]) -> list[PubRow]:
+    """Every group of these (one run set) whose variant published a figure on its dataset."""
+    out = []
+    for g in groups:
+        spec = _spec(g.variant)
+        if spec is None or spec.published is None or g.overrides:
+            continue
+        if spec.published.value is not None and g.dataset == spec.published.dataset:
+            out.append(judge(g, spec, groups))
+    return out
+
+
+def _cells(r: PubRow) -> tuple[Cell, ...]:
+    s = summarize(list(r.values))
     return (
-        Cell(g.label), Cell(g.dataset), Cell("test error" if err else "test accuracy"),
-        cell(pub.value, pct(pub.value)), cell(s["mean"], acc_pm(s)),
-        cell(s["ci_low"], ci(s)),
-        cell(diff, pp(diff)), Cell(inside),
-        Cell(_sentence(why) if why else "–"),
+        Cell(r.group.label), Cell(r.group.dataset),
+        Cell("test error" if r.is_error else "test accuracy"),
+        cell(r.published, pct(r.published)),
+        cell(s["mean"], acc_cell(s, list(r.values), MIN_SEEDS)),
+        cell(r.pi[0] if r.pi else None, interval(r.pi) if r.pi else
+             (TOO_FEW if r.values else "–")),
+        cell(r.diff, pp(r.diff)), Cell(r.verdict),
+        Cell(_sentence(list(r.why)) if r.why else "–"),
     )
 
 
 def _sentence(parts: list[str]) -> str:
-    s = "; ".join(parts)
-    return s[:1].upper() + s[1:] + "."
+    return "; ".join(parts) + "."
 
 
-def published_section(groups: list[Group]) -> Section:
+def published_section(groups: list[Group], rows: list[PubRow]) -> Section:
+    """`groups`: one run set (each suite's leader); `rows`: published_rows(groups)."""
     sec = Section("Published vs reproduced", "published")
-    sec.para("Each source's own figure (SPEC §2) beside ours on the same dataset and metric. "
-             "Published figures are single numbers; ours are over seeds. The last column is "
-             "generated from the records and the registry where the two disagree.")
-    rows, notes, missing = [], [], []
+    sec.para("Each source's own figure (SPEC §2) beside ours on the same dataset and metric, "
+             "from the leading run set only. A published figure is a single run, so it is "
+             "compared with the 95% prediction interval for one new run of ours, mean ± "
+             "t(n−1) · s · √(1 + 1/n), clipped to [0, 100]%: it is reproduced when it lies "
+             "inside. Only runs that trained the recipe's full budget (all its epochs, the whole "
+             "training set) are comparable; others say what they trained. Below "
+             f"{MIN_SEEDS} seeds nothing is tested: each seed's value is shown instead.")
+    notes, missing = [], []
     seen: set[str] = set()
     for g in groups:
         spec = _spec(g.variant)
@@ -137,15 +196,11 @@ def published_section(groups: list[Group]) -> Section:
             seen.add(g.variant)
             notes.append(text(Code(g.variant), f": {spec.source}"
                               + (f"; {pub.note}" if pub.note else "")))
-        if pub.value is None:
-            if g.dataset == pub.dataset:
+            if pub.value is None and g.dataset == pub.dataset:
                 missing.append(text(Code(g.variant),
                                     f": the source printed no number ({pub.note})"))
-            continue
-        if g.dataset == pub.dataset:
-            rows.append(_row(g, spec, groups))
     if rows:
-        sec.add(Table(HEADERS, tuple(rows), NUMERIC))
+        sec.add(Table(HEADERS, tuple(_cells(r) for r in rows), NUMERIC))
     else:
         sec.para("No variant with a published figure has runs on that figure's dataset.")
     if missing:

@@ -9,18 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.fsio import atomic_write
-from report.collect import Group, Record, dedupe, group_records, load_all
-from report.d2l import d2l_section
+from report.answers import summary_section
+from report.appendix import appendix_section
+from report.collect import Group, Record, dedupe, group_records, is_d2l, load_all
 from report.doc import Block, Figure, Para, Section, text
+from report.exercises import d2l_questions, d2l_section
 from report.figures import FIG_DIR
 from report.gallery import figures_section
 from report.header import header_section, last_ended
 from report.html import to_html
 from report.leaderboard import leaderboard_section
 from report.markdown import to_markdown
-from report.published import published_section
+from report.published import published_rows, published_section
 from report.reproduce import reproduce_section
-from report.significance import significance_section
+from report.runsets import RunSet, split_runsets
+from report.significance import significance_section, significance_tests
 from report.speed import speed_section
 
 TITLE = "lenet-bench report"
@@ -42,25 +45,37 @@ def _variants(records: list[Record]) -> list[tuple[str, str, str]]:
 
 def build(records: list[Record], results: Path, out_dir: Path,
           data_root: Path | None) -> tuple[list[Block], list[Section]]:
-    """The report's blocks; writes its figures under out_dir/figures/ on the way."""
+    """The report's blocks; writes its figures under out_dir/figures/ on the way.
+
+    Every section reads each suite's leading run set only (the appendix the rest), and the
+    summary is built from the same objects the sections render.
+    """
     records, superseded = dedupe(records)
-    groups: list[Group] = group_records(records)
+    split = split_runsets(records)
+    main: list[tuple[RunSet, list[Group]]] = [
+        (rs, group_records(split.records(rs))) for rs in split.lead if not is_d2l(rs.suite)]
+    main_groups = [g for _, gs in main for g in gs]
+    tests = significance_tests(main)
+    pub = published_rows(main_groups)
+    d2l = d2l_questions(split.lead, split.sets, results)
     end = last_ended(records)
+    t = split.many_devices
     intro: list[Block] = [Para(text(
         f"Rendered from the run records under results/ (latest record: {end or 'none'}). "
         "Every number below is computed from those records; nothing is retrained."))]
     sections = [
-        header_section(records, _variants(records), superseded),
-        leaderboard_section(groups),
-        published_section(groups),
-        significance_section(groups),
+        summary_section(split, tests, pub, d2l),
+        leaderboard_section(main, t),
+        published_section(main_groups, pub),
+        significance_section(tests, t),
+        d2l_section(d2l, results, out_dir, t),
+        figures_section(main, results, out_dir, data_root, t),
         speed_section(results),
-        figures_section(groups, results, out_dir, data_root),
-        d2l_section(records, results, out_dir),
+        header_section(records, _variants(records), superseded, split),
         reproduce_section(records),
+        appendix_section(split),
     ]
     return intro, sections
-
 
 
 def render_report(results: Path, out_dir: Path | None = None,

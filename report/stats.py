@@ -1,6 +1,9 @@
-"""Statistics the report rests on: summaries over seeds, Welch's t-test, Holm, Hedges' g.
+"""Statistics the report rests on: summaries over seeds, Welch's t-test, the paired t-test,
+Holm, Hedges' g, and the prediction interval for one new run.
 
 Kept free of report formatting so the tests can check each number against a hand computation.
+Below MIN_SEEDS finished seeds no test, interval or verdict is computed at all: with n = 2 a
+variance has one degree of freedom and any p-value or interval from it is noise.
 """
 
 from __future__ import annotations
@@ -13,8 +16,13 @@ from dataclasses import dataclass
 from bench.metrics import summarize
 
 ALPHA = 0.05
+#: A variance below this is float noise (accuracies are multiples of 1/n_test), not spread: a
+#: test on it would report invented precision.
+TINY_VAR = 1e-18
+MIN_SEEDS = 3  # fewer finished seeds: no p-value, interval or verdict, only the seeds' values
 
-__all__ = ["ALPHA", "Comparison", "compare", "hedges_g", "holm", "summarize", "welch"]
+__all__ = ["ALPHA", "MIN_SEEDS", "Comparison", "Paired", "clip", "compare", "confidence",
+           "hedges_g", "holm", "paired", "prediction_interval", "summarize", "welch"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Welch | None:
     ma, va = _mean_var(a)
     mb, vb = _mean_var(b)
     se2 = va / len(a) + vb / len(b)
-    if se2 <= 0:
+    if se2 <= TINY_VAR:
         return None
     with warnings.catch_warnings():
         # scipy warns of precision loss when a group's values are nearly identical; the
@@ -105,10 +113,15 @@ class Comparison:
         return self.p_holm is not None and self.p_holm < ALPHA
 
 
-def compare(ref: Sequence[float], others: dict[str, Sequence[float]]) -> list[Comparison]:
-    """Each of `others` against `ref`, Holm-corrected over the tests that are defined."""
+def compare(ref: Sequence[float], others: dict[str, Sequence[float]],
+            min_n: int = MIN_SEEDS) -> list[Comparison]:
+    """Each of `others` against `ref`, Holm-corrected over the tests that are defined.
+
+    A test is defined only where both sides have at least `min_n` values (and some variance).
+    """
     names = sorted(others)
-    tests = {n: welch(others[n], ref) for n in names}
+    tests = {n: (welch(others[n], ref) if min(len(others[n]), len(ref)) >= min_n else None)
+             for n in names}
     defined = [n for n in names if tests[n] is not None]
     adjusted = dict(zip(defined, holm([tests[n].p for n in defined]), strict=True))
     out = []
@@ -116,5 +129,82 @@ def compare(ref: Sequence[float], others: dict[str, Sequence[float]]) -> list[Co
         vals = others[n]
         diff = (math.fsum(vals) / len(vals) - math.fsum(ref) / len(ref)) if vals and ref else None
         out.append(Comparison(n, len(vals), len(ref), diff, tests[n], adjusted.get(n),
-                              hedges_g(vals, ref)))
+                              hedges_g(vals, ref) if tests[n] is not None else None))
     return out
+
+
+def clip(lo: float, hi: float, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
+    """An interval cut to what the quantity can be (an accuracy lies in [0, 1])."""
+    return min(max(lo, low), high), max(min(hi, high), low)
+
+
+def confidence(values: Sequence[float], min_n: int = MIN_SEEDS) -> tuple[float, float] | None:
+    """The 95% Student-t interval of the mean, clipped to [0, 1]; None below `min_n` values."""
+    s = summarize(values)
+    if s["n"] < min_n or s["ci_low"] is None:
+        return None
+    return clip(s["ci_low"], s["ci_high"])
+
+
+def prediction_interval(values: Sequence[float], min_n: int = MIN_SEEDS
+                        ) -> tuple[float, float] | None:
+    """Where 95% of single new runs should land: mean ± t(n−1) · s · √(1 + 1/n), in [0, 1].
+
+    A published figure is one run, so it is compared with this, not with the (√n times
+    narrower) interval of our mean. None below `min_n` values.
+    """
+    from bench.metrics import t_quantile_975
+
+    s = summarize(values)
+    if s["n"] < min_n or s["std"] is None:
+        return None
+    half = t_quantile_975(s["n"] - 1) * s["std"] * math.sqrt(1 + 1 / s["n"])
+    return clip(s["mean"] - half, s["mean"] + half)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """a − b over the seeds both have (same seed = same initialization draw and data order).
+
+    `p` is the paired t-test's two-sided p (None below MIN_SEEDS pairs or when every pair
+    differs by the same amount); the CI is the 95% t-interval of the mean difference, clipped
+    to [−1, 1] (a difference of two accuracies).
+    """
+
+    seeds: tuple[int, ...]
+    diffs: tuple[float, ...]
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def tested(self) -> bool:
+        return self.p is not None
+
+
+def paired(a: dict[int, float], b: dict[int, float], min_n: int = MIN_SEEDS) -> Paired:
+    """The paired comparison of two configurations' per-seed values."""
+    from scipy import stats
+
+    seeds = tuple(sorted(set(a) & set(b)))
+    diffs = tuple(a[s] - b[s] for s in seeds)
+    if not diffs:
+        return Paired(seeds, diffs, None, None, None, None)
+    mean = math.fsum(diffs) / len(diffs)
+    if len(diffs) < min_n:
+        return Paired(seeds, diffs, mean, None, None, None)
+    _, var = _mean_var(diffs)
+    if var <= TINY_VAR:
+        return Paired(seeds, diffs, mean, None, None, None)
+    se = math.sqrt(var / len(diffs))
+    t = mean / se
+    df = len(diffs) - 1
+    p = float(2 * stats.t.sf(abs(t), df))
+    half = float(stats.t.ppf(0.975, df)) * se
+    lo, hi = clip(mean - half, mean + half, -1.0, 1.0)
+    return Paired(seeds, diffs, mean, lo, hi, p)

@@ -3,37 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
 from bench.fsio import atomic_write
 from bench.records import all_runs_files, latest_by_id, read_records
-from report.collect import dedupe, group_records, normalize
-from report.fmt import acc_pm, ci, count, pct
+from report.collect import Record, dedupe, group_records
+from report.fmt import count, pct
+from report.leaderboard import row
 
 HEADERS = [
-    "variant", "dataset", "n", "test acc (mean ± std)", "95% CI", "top-3 err",
-    "train ex/s", "params", "diverged", "failed",
+    "variant", "dataset", "n", "test acc", "95% CI", "top-3 err",
+    "train ex/s", "params", "diverged", "failed", "did not train",
 ]
 
 
-def summary_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+def summary_rows(records: list[Record]) -> list[list[str]]:
     """One row per (variant, overrides, dataset) group of seeds, sorted by mean accuracy.
 
     The same grouping and statistics as the report's leaderboard (report.collect), so the
     table printed after a run and the report never disagree."""
-    for r in records:
-        normalize(r, str(r.get("suite", "?")), str(r.get("profile", "?")))
     records, _ = dedupe(records)  # a seed recorded under two config schemas counts once
     rows = []
     for g in group_records(records, include_d2l=True):
-        a = g.accuracy()
+        lead = row(g)  # the leaderboard's own cells: mean or seeds, CI only from 3 seeds on
         rows.append([
-            g.label, g.dataset, str(a["n"]), acc_pm(a), ci(a),
+            g.label, g.dataset, lead[1].text, lead[5].text, lead[6].text,
             pct(g.mean("metrics", "top3_error")), count(g.mean("timing", "train_examples_per_s")),
             count(g.first("metrics", "params_trainable")),
-            str(g.count("diverged")), str(g.count("failed")),
+            str(g.count("diverged")), str(g.count("failed")), lead[4].text,
         ])
     return rows
 
@@ -43,8 +41,10 @@ def render_summary(results: Path) -> str:
     parts = [
         "# lenet-bench summary",
         "",
-        "Test accuracy over seeds: mean ± sample standard deviation, and the 95% Student-t "
-        "confidence interval of the mean. `train ex/s`: median over epochs of training "
+        "Test accuracy over seeds: mean ± sample standard deviation and the 95% Student-t "
+        "confidence interval of the mean (clipped to [0, 100]%), from 3 seeds on; below that "
+        "each seed's value and no interval. `did not train`: runs whose predictions collapsed "
+        "onto one class. `train ex/s`: median over epochs of training "
         "examples per second (timed steps only), averaged over seeds; CPU figures are only "
         "comparable within one run on one machine.",
     ]

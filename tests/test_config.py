@@ -12,8 +12,8 @@ from bench.suites import PROFILES, expand, load_suite, parse_suite
 def test_recipe_is_the_default() -> None:
     cfg = resolve_config("lenet_d2l", None, 0)
     assert (cfg.dataset, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.num_epochs) == (
-        "fashion-mnist", "sgd", 0.1, 128, 10)
-    assert cfg.init == "xavier_uniform" and cfg.loss == "cross_entropy"
+        "fashion-mnist", "sgd", 0.9, 256, 10)
+    assert cfg.init == "xavier_uniform_zero_bias" and cfg.loss == "cross_entropy"
     assert cfg.model["activation"] == "sigmoid" and cfg.model["pool"] == "avg"
 
 
@@ -105,6 +105,6 @@ def test_grid_expansion_and_bad_model_option() -> None:
     assert len(plan) == 3 * 2
     assert sorted({r.factor_value for r in plan}) == [3, 5, 7]
     bad = parse_suite("t", '[[groups]]\nvariants = "lenet_tweakable"\n'
-                           'grid = { channels = [[6, 16, 22, 28]] }\n')
+                           'grid = { channels = [[6, 16, 22, 28, 32]] }\n')
     with pytest.raises(UsageError, match="no spatial extent"):
         expand(bad, PROFILES["quick"])

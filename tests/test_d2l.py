@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bench import d2l
+from bench.config import config_key
 from bench.errors import UsageError
 from bench.records import append_record, runs_path
 from bench.suites import PROFILES, SUITES_DIR, PlannedRun, expand, load_suite, suite_names
@@ -22,7 +23,7 @@ D2L = ["d2l-ex1", "d2l-ex2", "d2l-ex3", "d2l-ex4", "d2l-ex5"]
 # Runs per suite and profile (ex3 is counted from ex2's records in its own test).
 EXPECTED = {
     "d2l-ex1": {"smoke": 4, "quick": 8, "full": 20},  # 2×2 factorial × seeds
-    "d2l-ex2": {"smoke": 23, "quick": 48, "full": 120},  # 23 configs (+ epochs runs)
+    "d2l-ex2": {"smoke": 22, "quick": 46, "full": 115},  # 22 configs (+ epochs runs)
     "d2l-ex4": {"smoke": 2, "quick": 2, "full": 10},
     "d2l-ex5": {"smoke": 2, "quick": 2, "full": 10},
 }
@@ -74,15 +75,15 @@ def test_ex1_is_a_full_factorial() -> None:
     plan = expand(load_suite("d2l-ex1"), PROFILES["quick"])
     assert sorted({r.factor_value for r in plan}) == [
         "relu/avg", "relu/max", "sigmoid/avg", "sigmoid/max"]
-    assert {r.config.variant for r in plan} == {"lenet_tweakable"}
+    assert {r.config.variant for r in plan} == {"lenet_modern"}  # the blog's ModernLeNet
 
 
 def test_ex2_shares_the_baseline_and_covers_every_factor() -> None:
     plan = expand(load_suite("d2l-ex2"), PROFILES["quick"])
     base = [r for r in plan if len(r.memberships) > 1]
-    assert len(base) == 2  # one baseline per seed, trained once, counted in 6 groups
+    assert len(base) == 2  # one baseline per seed, trained once, counted in 7 groups
     assert {m["group"] for m in base[0].memberships} == {
-        "kernel_size", "channels", "fc_layers", "activation", "lr", "init"}
+        "kernel_size", "channels", "conv_layers", "fc_layers", "activation", "lr", "init"}
     levels: dict[str, set[str]] = {}
     for r in plan:
         for m in r.memberships:
@@ -100,15 +101,15 @@ def test_ex2_shares_the_baseline_and_covers_every_factor() -> None:
 def test_every_ablation_configuration_builds_and_trains_a_step() -> None:
     """Each distinct model/training config of ex1, ex2 and ex4 takes one SGD step."""
     from bench.engine import build_model, make_optimizer
-    from bench.losses import LOSSES
+    from variants import LOSSES
 
     configs = {}
     for s in ("d2l-ex1", "d2l-ex2", "d2l-ex4"):
         for r in expand(load_suite(s), PROFILES["quick"], seeds=1):
-            configs[d2l.config_key(r.config.to_dict())] = r.config
-    # ex1 4 + ex2 24 (23 + the longer epochs runs) + ex4 2, less ex1's relu/max and
-    # sigmoid/max, which are ex2's baseline and its activation=sigmoid level
-    assert len(configs) == 4 + 24 + 2 - 2
+            configs[config_key(r.config.to_dict())] = r.config
+    # ex1 4 (lenet_modern's layout) + ex2 23 (22 + the longer epochs runs; the blog's
+    # padded network, so none is an ex1 configuration) + ex4 2 (3 epochs in quick)
+    assert len(configs) == 4 + 23 + 2
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
     for cfg in configs.values():
@@ -203,7 +204,7 @@ def test_activation_extraction_shapes() -> None:
         ("lenet_tweakable", {"channels": [6, 16, 22], "padding": 2},
          {"conv1": (6, 28, 28), "conv2": (16, 14, 14), "fc": (84,)}),
         ("lenet_tweakable", {"kernel_size": 3, "fc": [120, 120, 84]},
-         {"conv1": (6, 30, 30), "conv2": (16, 13, 13), "fc": (84,)}),
+         {"conv1": (6, 30, 30), "conv2": (16, 17, 17), "fc": (84,)}),
     ]
     for name, kw, shapes in cases:
         model = create_variant(name, **kw)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from bench.config import resolve_config
+from bench.config import RunConfig, resolve_config
 from bench.engine import build_model, run_training
 from bench.errors import UsageError
 from bench.packed import can_pack, run_packed
@@ -17,15 +18,24 @@ from variants import list_variants
 SHORT = {"train_subset": 640, "test_subset": 500, "num_epochs": 1}  # 5 steps at batch 128
 
 
+def _train(cfg: RunConfig, root: Path, **kw: Any) -> dict[str, Any]:
+    """run_training's result as the record body it becomes."""
+    return run_training(cfg, root, **kw).to_dict()
+
+
+def _packed(cfgs: list[RunConfig], root: Path, **kw: Any) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in run_packed(cfgs, root, **kw)]
+
+
 @pytest.mark.parametrize("variant", ["lenet_modern", "lenet_d2l", "lenet5", "cnn2_fidle", "mlp"])
 def test_packed_equals_separate(variant: str, data_root: Path) -> None:
     ov = dict(SHORT)
     if variant == "lenet5":
         ov["train_subset"] = 160  # 5 steps at its batch of 32
     cfgs = [resolve_config(variant, None, s, ov) for s in (0, 1)]
-    packed = run_packed(cfgs, data_root, measure_inference=False)
+    packed = _packed(cfgs, data_root, measure_inference=False)
     for cfg, body in zip(cfgs, packed, strict=True):
-        alone = run_training(cfg, data_root, measure_inference=False)
+        alone = _train(cfg, data_root, measure_inference=False)
         assert body["status"] == alone["status"] == "ok"
         hp, ha = body["history"][0], alone["history"][0]
         assert hp["train_loss"] == pytest.approx(ha["train_loss"], rel=1e-5)
@@ -40,7 +50,7 @@ def test_packed_members_have_own_weights(data_root: Path, tmp_path: Path) -> Non
 
     cfgs = [resolve_config("mlp", None, s, SHORT) for s in (0, 1)]
     files = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
-    run_packed(cfgs, data_root, weights_files=files, measure_inference=False)
+    _packed(cfgs, data_root, weights_files=files, measure_inference=False)
     a, b = (load_file(str(f)) for f in files)
     assert set(a) == set(b)
     assert not all(torch.equal(a[k], b[k]) for k in a)
@@ -60,7 +70,7 @@ def test_packed_levers_compile_and_bf16(data_root: Path) -> None:
 
     def packed(**levers: object) -> list[dict]:
         cfgs = [resolve_config("lenet_d2l", None, s, {**SHORT, **levers}) for s in (0, 1)]
-        return run_packed(cfgs, data_root, measure_inference=False)
+        return _packed(cfgs, data_root, measure_inference=False)
 
     eager, compiled, bf16 = packed(), packed(compile=True), packed(amp_bf16=True)
     for e, c, b in zip(eager, compiled, bf16, strict=True):
@@ -78,7 +88,7 @@ def test_packed_compile_that_fails_falls_back(data_root: Path,
     """A compiled packed step that fails on first use is redone eagerly: same numbers as an
     eager packed run, and the records say so."""
     cfgs = [resolve_config("mlp", None, s, SHORT) for s in (0, 1)]
-    eager = run_packed(cfgs, data_root, measure_inference=False)
+    eager = _packed(cfgs, data_root, measure_inference=False)
 
     def broken(fn: object, **_: object) -> object:
         def fail(*a: object, **k: object) -> None:
@@ -87,7 +97,7 @@ def test_packed_compile_that_fails_falls_back(data_root: Path,
 
     monkeypatch.setattr(torch, "compile", broken)
     cfgs = [resolve_config("mlp", None, s, {**SHORT, "compile": True}) for s in (0, 1)]
-    fell = run_packed(cfgs, data_root, measure_inference=False)
+    fell = _packed(cfgs, data_root, measure_inference=False)
     for e, f in zip(eager, fell, strict=True):
         assert f["history"] == e["history"] and f["metrics"] == e["metrics"]
         assert f["timing"]["fallback"] == \
@@ -103,7 +113,7 @@ def test_channels_last_trains_one_model_at_a_time(tmp_path: Path) -> None:
     cfg = resolve_config("lenet_d2l", None, 0, ov)
     assert can_pack(build_model(cfg)) and not packable(cfg, build_model(cfg))
     with pytest.raises(ValueError, match="cannot be packed"):
-        run_packed([cfg, resolve_config("lenet_d2l", None, 1, ov)], tmp_path,
+        _packed([cfg, resolve_config("lenet_d2l", None, 1, ov)], tmp_path,
                    measure_inference=False)
     suite, smoke = load_suite("variants"), get_profile("smoke")
     plan = expand(suite, smoke, variants="lenet_d2l", seeds=2,
@@ -130,7 +140,7 @@ def test_pack_seeds_through_the_cli(tmp_path: Path, data_root: Path) -> None:
 def _smoke_body(variant: str, seed: int, data_root: Path, **levers: object) -> dict:
     cfg = resolve_config(variant, None, seed, {"train_subset": 10_000, "test_subset": 2_000,
                                                "num_epochs": 1, **levers})
-    body = run_training(cfg, data_root, measure_inference=False)
+    body = _train(cfg, data_root, measure_inference=False)
     assert body["status"] == "ok", body
     return body
 
@@ -178,10 +188,10 @@ def test_compile_runs_or_falls_back(data_root: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(torch, "compile", broken)
     cfg = resolve_config("mlp", None, 0, {**SHORT, "compile": True})
-    body = run_training(cfg, data_root, measure_inference=False)
+    body = _train(cfg, data_root, measure_inference=False)
     assert body["status"] == "ok"
     assert "ran eagerly" in body["timing"]["fallback"]
-    plain = run_training(resolve_config("mlp", None, 0, SHORT), data_root,
+    plain = _train(resolve_config("mlp", None, 0, SHORT), data_root,
                          measure_inference=False)
     assert body["metrics"]["test_acc"] == plain["metrics"]["test_acc"]
 

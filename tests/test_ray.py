@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from bench.cli import main
-from bench.executor_ray import FAIL_ENV
 from tests.conftest import read_jsonl
 
 CHEAP = ["--variants", "mlp,cnn2_fidle", "--set", "train_subset=1024", "--set",
@@ -26,12 +25,36 @@ def _records(tmp: Path) -> dict[str, dict[str, Any]]:
     return {r["run_id"]: r for r in read_jsonl(tmp / "variants/smoke/runs.jsonl")}
 
 
+# Started in every Ray worker of this module (and only there): lenet_modern's tasks raise
+# inside the worker, so Ray's own error path is exercised, not the driver's. The product has
+# no hook for this; the test puts a sitecustomize on the workers' PYTHONPATH.
+SITECUSTOMIZE = """
+import bench.runner as runner
+
+_train_batch = runner.train_batch
+
+
+def train_batch(cfgs, *args, **kwargs):
+    if cfgs[0].variant == "lenet_modern":
+        raise RuntimeError("injected failure in the Ray worker")
+    return _train_batch(cfgs, *args, **kwargs)
+
+
+runner.train_batch = train_batch
+"""
+
+
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
+def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One local Ray instance for the module; its workers fail lenet_modern on purpose."""
+    import os
+
     ray = pytest.importorskip("ray")
+    hook = tmp_path_factory.mktemp("worker-site")
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {FAIL_ENV: "lenet_modern"}})
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
 
@@ -63,14 +86,14 @@ def test_ray_records_match_local_bit_for_bit_and_resume(
 def test_task_that_raises_becomes_failed_record(
     ray_local: Any, data_root: Path, tmp_path: Path
 ) -> None:
-    # lenet_modern raises inside the worker (FAIL_ENV, set only in the Ray workers' env).
+    # lenet_modern raises inside the worker (SITECUSTOMIZE, only on the Ray workers' path).
     args = ("--variants", "lenet_modern,mlp", "--set", "train_subset=1024",
             "--set", "test_subset=256", "--executor", "ray")
     assert _run(tmp_path, *args) == 0
     recs = {r["variant"]: r for r in read_jsonl(tmp_path / "variants/smoke/runs.jsonl")}
     assert set(recs) == {"lenet_modern", "mlp"}
     assert recs["lenet_modern"]["status"] == "failed"
-    assert recs["lenet_modern"]["error"].startswith("RuntimeError: injected failure")
+    assert recs["lenet_modern"]["error"].startswith("RuntimeError: injected failure in the Ray")
     assert recs["mlp"]["status"] == "ok"
 
 
@@ -106,11 +129,11 @@ def test_infeasible_gpu_request_is_refused(ray_local: Any, data_root: Path, tmp_
 def test_group_that_falls_back_is_not_recorded_as_packed(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A packed group whose packed training fails is trained one by one in the worker, and
-    says so: its records must not claim `packed_seeds` (the local executor's do not either)."""
+    """A packed group whose packed training fails is trained one by one (runner.train_batch,
+    which the Ray worker calls too), and says so: its records must not claim `packed_seeds`."""
     import bench.packed
     from bench.config import resolve_config
-    from bench.executor_ray import _train_bodies
+    from bench.runner import train_batch
 
     def broken(*_a: object, **_k: object) -> None:
         raise RuntimeError("packing broke")
@@ -118,8 +141,9 @@ def test_group_that_falls_back_is_not_recorded_as_packed(
     monkeypatch.setattr(bench.packed, "run_packed", broken)
     ov = {"train_subset": 256, "test_subset": 128, "num_epochs": 1}
     cfgs = [resolve_config("mlp", None, s, ov) for s in (0, 1)]
-    bodies, packed = _train_bodies(cfgs, data_root, [str(tmp_path / f"{s}.st") for s in (0, 1)])
-    assert packed is False and [b["status"] for b in bodies] == ["ok", "ok"]
+    files = [tmp_path / f"{s}.st" for s in (0, 1)]
+    results, packed = train_batch(cfgs, data_root, files)
+    assert packed is False and [r.status for r in results] == ["ok", "ok"]
     monkeypatch.undo()
-    bodies, packed = _train_bodies(cfgs, data_root, [str(tmp_path / f"{s}.st") for s in (0, 1)])
-    assert packed is True and all(b["timing"]["packed_members"] == 2 for b in bodies)
+    results, packed = train_batch(cfgs, data_root, files)
+    assert packed is True and all(r.timing["packed_members"] == 2 for r in results)

@@ -5,27 +5,32 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
+from bench.config import resolve_config
 from report.collect import dedupe, group_records, load_all
-from report.d2l import d2l_section
 from report.doc import Para, Section
+from report.exercises import d2l_section
 from report.fmt import pval
 from report.gallery import _examples
 from report.markdown import block
 from report.render import render_report
-from report.stats import compare
-from tests.report_records import EVIL, VARIANTS, Rendered, evil_description, write_fixture
+from report.runsets import split_runsets
+from report.stats import compare, holm
+from tests.report_records import EVIL, REFERENCE, Rendered, evil_description, write_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"
-SECTIONS = ["What ran", "Leaderboard", "Published vs reproduced", "Significance",
-            "Speed: the engine against the usual loop", "Figures", "d2l exercises", "Reproduce"]
-ANCHORS = ["what-ran", "leaderboard", "published", "significance", "speed", "figures", "d2l",
-           "reproduce"]
+SECTIONS = ["Summary", "Leaderboard", "Published vs reproduced", "Significance", "d2l exercises",
+            "Figures", "Speed: the engine against the usual loop", "What ran", "Reproduce",
+            "Appendix: other run sets"]
+ANCHORS = ["summary", "leaderboard", "published", "significance", "d2l", "figures", "speed",
+           "what-ran", "reproduce", "appendix"]
 
 
 def _md(r: Rendered) -> str:
@@ -103,52 +108,81 @@ def test_markdown_figures_are_relative_links_that_exist(rendered_report: Rendere
     assert re.search(r"^\|---\|", md, flags=re.M)  # pipe tables
 
 
-def test_leaderboard_counts_unfinished_runs(rendered_report: Rendered) -> None:
-    md = _md(rendered_report)
-    assert re.search(r"^\| lenet5_bn \| 2 \| 0 \| 1 \| 98\.67 ± 0\.06% \|", md, flags=re.M)
-    assert re.search(r"^\| mlp \| 2 \| 1 \| 0 \| 96\.61 ± 0\.13% \|", md, flags=re.M)
-    assert "`lenet5_bn`, seed 0 (variants/quick), failed: RuntimeError" in md
-    assert "`mlp`, seed 2 (variants/quick), diverged at epoch 2" in md
-    # sorted by accuracy within each dataset
-    mnist = md.split("### mnist", 1)[1].split("\n## ", 1)[0]
+def section(md: str, title: str) -> str:
+    """The Markdown of one numbered section, by its title."""
+    m = re.search(rf"^## \d+\. {re.escape(title)}\n(.*?)(?=^## \d+\. |\Z)", md,
+                  flags=re.M | re.S)
+    assert m, title
+    return m.group(1)
+
+
+def test_leaderboard_leads_with_the_reference_run_set(rendered_report: Rendered) -> None:
+    lead = section(_md(rendered_report), "Leaderboard")
+    assert "Run set `variants/reference`." in lead and "variants/quick" not in lead
+    # sorted by accuracy within each dataset; epochs and optimizer steps of the recipe
+    mnist = lead.split("### mnist", 1)[1]
     order = re.findall(r"^\| (lenet5_bn|lenet5|mlp) \|", mnist, flags=re.M)
     assert order == ["lenet5_bn", "lenet5", "mlp"]
+    lenet5 = resolve_config("lenet5", "mnist", 0)
+    steps = lenet5.num_epochs * math.ceil(60_000 / lenet5.batch_size)
+    assert re.search(rf"^\| lenet5 \| 3 \| 0 \| 0 \| 0 \| [\d.]+ ± [\d.]+% \| \[[\d.]+, "
+                     rf"[\d.]+\] \| {lenet5.num_epochs} \| {steps:,} \(sgd\) \|", mnist, flags=re.M)
 
 
-def test_published_vs_reproduced_reasons(rendered_report: Rendered) -> None:
+def test_appendix_counts_unfinished_runs(rendered_report: Rendered) -> None:
+    app = section(_md(rendered_report), "Appendix: other run sets")
+    quick = app.split("### variants/quick", 1)[1].split("### variants/smoke", 1)[0]
+    assert "profile quick is less complete than variants/reference" in quick
+    assert re.search(r"^\| lenet5_bn \| 2 \| 0 \| 1 \| 0 \| 98\.67% \(seeds: 98\.62, 98\.71\) "
+                     r"\| too few seeds to test \| 2 of 10 \|", quick, flags=re.M)
+    assert re.search(r"^\| mlp \| 2 \| 1 \| 0 \| 0 \| 96\.61% \(seeds: ", quick, flags=re.M)
+    assert "`lenet5_bn`, seed 0 (variants/quick), failed: RuntimeError" in quick
+    assert "`mlp`, seed 2 (variants/quick), diverged at epoch 2" in quick
+    assert "profile smoke is less complete" in app.split("### variants/smoke", 1)[1]
+
+
+def test_published_vs_reproduced(rendered_report: Rendered) -> None:
+    pub = section(_md(rendered_report), "Published vs reproduced")
     rows = {m.group(1): m.group(0) for m in
-            re.finditer(r"^\| (\w+) \| [\w-]+ \| test (?:accuracy|error) \|.*$", _md(
-                rendered_report), flags=re.M)}
-    assert "Trained 2 of the recipe's 10 epochs (profile quick)" in rows["lenet_d2l"]
-    assert "MXNet edition (SGD lr 0.9, batch 256)" in rows["lenet_d2l"]
+            re.finditer(r"^\| (\w+) \| [\w-]+ \| test (?:accuracy|error) \|.*$", pub, flags=re.M)}
+    assert "| reproduced: inside the prediction interval | – |" in rows["lenet_d2l"]
     assert "| 0.95% |" in rows["lenet5"] and "| test error |" in rows["lenet5"]
-    assert "softmax over dim 0" in rows["mlp"] and "mlp_softmax_dim0" in rows["mlp"]
-    assert "| yes | – |" in rows["lenet5_bn"]  # 98.81% lies in our CI: no excuse needed
+    assert "not reproduced: outside the prediction interval" in rows["lenet_modern"]
+    # lenet5_bn's interval reaches past 100%: clipped
+    assert "| [97.62, 100.00] |" in rows["lenet5_bn"] and "reproduced" in rows["lenet5_bn"]
+    assert "too few seeds to test (n = 2)" in rows["mlp"] and "softmax over dim 0" in rows["mlp"]
 
 
-def test_significance_against_the_reference(rendered_report: Rendered) -> None:
-    md = _md(rendered_report)
-    assert "Reference: `lenet_d2l`" in md and "Reference: `lenet5`" in md
-    d2l, modern = VARIANTS["lenet_d2l"][1], VARIANTS["lenet_modern"][1]
-    p = compare(d2l, {"m": modern})[0].p_holm
-    assert re.search(rf"^\| lenet_modern \| 3 \|.*\| {re.escape(pval(p))} \| [\d.]+ \| better "
-                     r"\(significant\) \|$", md, flags=re.M)
+def test_significance_against_the_best(rendered_report: Rendered) -> None:
+    sig = section(_md(rendered_report), "Significance")
+    assert "Best: `lenet_modern`" in sig and "Best: `lenet5_bn`" in sig
+    d2l, modern = REFERENCE["lenet_d2l"][1], REFERENCE["lenet_modern"][1]
+    p = compare(modern, {"d": d2l})[0].p_holm
+    assert re.search(rf"^\| lenet_d2l \| 3 \|.*\| {re.escape(pval(p))} \| [-\d.]+ \| worse "
+                     r"\(significant\) \|$", sig, flags=re.M)
+    assert re.search(r"^\| mlp \| 2 \|.*\| – \| – \| too few seeds to test \|$", sig,
+                     flags=re.M)
 
 
 def test_d2l_answers_are_generated(rendered_report: Rendered) -> None:
     md = _md(rendered_report)
-    assert "**Question:** Does the convolution window size (3…7) change accuracy?" in md
+    d2l = section(md, "d2l exercises")
+    assert "**Question:** Does the convolution window size (3…7) change accuracy?" in d2l
     k3, k5 = [0.8512, 0.8540, 0.8498], [0.8571, 0.8549, 0.8590]
     k7 = [0.8530, 0.8561, 0.8519]
-    low = min(c.p_holm for c in compare(k5, {"3": k3, "7": k7}))
-    assert f"kernel size: no significant effect, p = {pval(low)}" in md
-    assert "lr: significant effect" in md and "0.5: 2 of 3 runs diverged" in md
-    assert "figures/d2l-ex2-quick-kernel-size.png" in md
-    assert "figures/d2l-ex4-quick-analysis-activations-layer1.png" in md
-    assert "| activations.layer1.mean_activation.coat | 0.2311 |" in md
-    assert "**Answer (from the analysis):** activations: conv2 separates" in md
-    assert "| activations.layer1.runs | 1 entries (details in the file) |" in md
-    assert "digest" not in md and "not repeated" not in md
+    ps = holm([stats.ttest_rel(k3, k5).pvalue, stats.ttest_rel(k7, k5).pvalue])
+    assert f"kernel_size 3 ({100 * sum(k3) / 3:.2f}%)" not in d2l  # not the highest mean
+    assert re.search(rf"^\| fashion-mnist \| 3 \| 3 \|.*\| {re.escape(pval(ps[0]))} \| "
+                     r"not resolved \|$", d2l, flags=re.M)
+    assert "kernel_size: the reference kernel_size 5 (85.70%) has the highest mean; not " \
+           "resolved: 3, 7 (paired t over seeds, Holm over the 2 comparisons" in d2l
+    assert "runs that did not finish: 0.5 (2 diverged, 0 failed)" in d2l
+    assert "figures/d2l-ex2-quick-kernel-size.png" in d2l
+    assert "figures/d2l-ex4-quick-analysis-activations-layer1.png" in d2l
+    assert "| activations.layer1.mean_activation.coat | 0.2311 |" in d2l
+    assert "Answer (from the analysis)" not in md and "conv2 separates" not in md
+    assert "| activations.layer1.runs | 1 entries (details in the file) |" in d2l
+    assert "digest" not in d2l and "not repeated" not in d2l
 
 
 def test_reproduce_commands_are_verified(rendered_report: Rendered) -> None:
@@ -160,11 +194,14 @@ def test_reproduce_commands_are_verified(rendered_report: Rendered) -> None:
 
 
 def test_header_says_what_ran(rendered_report: Rendered) -> None:
-    what = _md(rendered_report).split("## 2.", 1)[0]
-    for s in ("| variants | quick | 15 | 13 | 1 | 1 |", "Intel(R) Xeon(R) CPU @ 2.20GHz",
-              "torch 2.11.0+cpu", "`3f2c1a9e8b7d`", "2026-01-15T10:00:00+00:00",
-              "total compute: 14 min 29 s"):
-        assert s in what
+    what = section(_md(rendered_report), "What ran")
+    for s in ("| variants | quick | cpu | appendix | 15 | 13 | 1 | 1 |",
+              "| variants | reference | cpu | main | 14 | 14 | 0 | 0 |",
+              "| variants | smoke | cpu | appendix | 2 | 2 | 0 | 0 |",
+              "| d2l-ex2 | quick | cpu | main | 21 | 19 | 2 | 0 |",
+              "Intel(R) Xeon(R) CPU @ 2.20GHz", "torch 2.11.0+cpu", "`3f2c1a9e8b7d`",
+              "2026-01-15T10:00:00+00:00"):
+        assert s in what, s
 
 
 def test_empty_results_still_render(tmp_path: Path) -> None:
@@ -172,6 +209,7 @@ def test_empty_results_still_render(tmp_path: Path) -> None:
     text = md.read_text()
     assert re.findall(r"^## \d+\. (.+)$", text, flags=re.M) == SECTIONS
     assert "No records found" in text and "No d2l exercise records yet" in text
+    assert "No records yet: nothing to answer." in section(text, "Summary")
     assert html.read_text().count("<img") == 0
 
 
@@ -185,11 +223,13 @@ def test_sparse_records_do_not_crash(tmp_path: Path) -> None:
     md, _ = render_report(tmp_path / "results", tmp_path / "out", tmp_path / "nodata")
     text = md.read_text()
     assert re.findall(r"^## \d+\. (.+)$", text, flags=re.M) == SECTIONS
-    assert "| lenet5 | 1 | 0 | 0 | 98.00% |" in text
+    assert "| lenet5 | 1 | 0 | 0 | 0 | 98.00% | too few seeds to test |" in text
 
 
 def _examples_md(results: Path, data_root: Path, out: Path) -> str:
-    groups = [g for g in group_records(load_all(results)) if g.dataset == "mnist"]
+    split = split_runsets(load_all(results))
+    lead = next(rs for rs in split.lead if rs.suite == "variants")
+    groups = [g for g in group_records(split.records(lead)) if g.dataset == "mnist"]
     sec = Section("x", "x")
     _examples(sec, groups, "mnist", results, out, data_root)
     assert len(sec.blocks) == 1 and isinstance(sec.blocks[0], Para)
@@ -200,9 +240,8 @@ def test_missing_weights_are_said(tmp_path: Path) -> None:
     results = tmp_path / "results"
     write_fixture(results, weights=False)
     text = _examples_md(results, tmp_path / "nodata", tmp_path)
-    assert "skipped, no saved weights for lenet5_bn in variants/quick/weights/" in text
-    no_d2l = d2l_section([r for r in load_all(results) if r["suite"] == "variants"],
-                         tmp_path / "elsewhere", tmp_path)
+    assert "skipped, no saved weights for lenet5_bn in variants/reference/weights/" in text
+    no_d2l = d2l_section({}, tmp_path / "elsewhere", tmp_path)
     assert "No d2l exercise records yet" in block(no_d2l.blocks[0])
 
 
@@ -241,29 +280,30 @@ def test_superseded_records_do_not_double_a_seed() -> None:
 
 
 def test_run_summary_and_leaderboard_agree(rendered_report: Rendered) -> None:
-    """summary.md (and the table `run` prints) comes from the report's own grouping, so the
-    two never quote different accuracies for the same group of seeds."""
+    """summary.md (and the table `run` prints) comes from the report's own grouping and cells,
+    so the two never quote different accuracies for the same group of seeds."""
     from bench.records import all_runs_files, latest_by_id, read_records
     from report.leaderboard import row
     from report.summary import summary_rows
 
-    leader = {r[0].text: r for r in (row(g) for g in group_records(
-        [r for r in load_all(rendered_report.results) if not r["suite"].startswith("d2l")]))}
+    split = split_runsets(load_all(rendered_report.results))
     checked = 0
     for path in all_runs_files(rendered_report.results):
-        if path.parent.parent.name.startswith("d2l"):
-            continue
-        runset = f"{path.parent.parent.name}/{path.parent.name}"
+        rs = next(rs for rs in split.sets if (rs.suite, rs.profile) == (
+            path.parent.parent.name, path.parent.name))
+        leader = {(r[0].text, g.dataset): r for g, r in
+                  ((g, row(g)) for g in group_records(split.records(rs), include_d2l=True))}
         for srow in summary_rows(list(latest_by_id(read_records(path)).values())):
-            lrow = leader.get(srow[0]) or leader[f"{srow[0]} [{runset}]"]
-            assert (srow[2], srow[3], srow[4]) == (lrow[1].text, lrow[4].text, lrow[5].text)
+            lrow = leader[(srow[0], srow[1])]
+            assert (srow[2], srow[3], srow[4], srow[10]) == (
+                lrow[1].text, lrow[5].text, lrow[6].text, lrow[4].text)
             checked += 1
-    assert checked >= 3
+    assert checked >= 12
 
 
 def test_speed_section_shows_latest_perf_record_per_device(rendered_report: Rendered) -> None:
     md = _md(rendered_report)
-    speed = md[md.index("## 5. Speed"):md.index("## 6. Figures")]
+    speed = section(md, "Speed: the engine against the usual loop")
     assert "### Test CPU (cpu)" in speed and "### Test GPU (cuda)" in speed
     assert "perf-cpu-2026-01-02.json" in speed and "perf-cpu-2026-01-01.json" not in speed
     # the later CPU record: per-round ratios 3.00, 2.91, 2.75 → median 2.91, range 2.75–3.00

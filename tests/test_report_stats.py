@@ -6,10 +6,21 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
-from report.d2l import Level, answer
-from report.fmt import level, level_key, pval
-from report.stats import compare, hedges_g, holm, summarize, welch
+from report.d2l_answers import Level, Question, judge
+from report.fmt import level, level_key, pp, pval
+from report.stats import (
+    clip,
+    compare,
+    confidence,
+    hedges_g,
+    holm,
+    paired,
+    prediction_interval,
+    summarize,
+    welch,
+)
 
 A = [1.0, 2.0, 3.0, 4.0, 5.0]
 B = [2.0, 4.0, 6.0, 8.0, 10.0]
@@ -71,32 +82,85 @@ def test_compare_holm_over_defined_tests_only() -> None:
 
 
 def _lv(label: str, order: float, accs: list[object]) -> Level:
-    recs = [{"status": "ok" if isinstance(a, float) else str(a), "seed": i,
+    recs = [{"status": "ok" if isinstance(a, float) else str(a), "seed": i, "run_id": f"{i}",
              "metrics": {"test_acc": a} if isinstance(a, float) else {}}
             for i, a in enumerate(accs)]
-    return Level(label, (1, order), recs)
+    lv = Level(label, (1, order), recs)
+    lv.by_seed = {i: a for i, a in enumerate(accs) if isinstance(a, float)}
+    return lv
 
 
-def test_answer_no_effect_reports_p() -> None:
-    levels = [_lv("3", 3, [0.851, 0.854, 0.850]), _lv("5", 5, [0.852, 0.849, 0.855])]
-    text = answer("kernel_size", levels)
-    p = compare([0.852, 0.849, 0.855], {"3": [0.851, 0.854, 0.850]})[0].p_holm
-    assert text.startswith(f"kernel size: no significant effect, p = {pval(p)}")
+def _answer(factor: str, levels: list[Level], ref: int) -> str:
+    q = Question("d2l-ex2", "quick", factor, factor, "?", "fashion-mnist", levels)
+    # the first level is the baseline here (the records carry no overrides to tell)
+    levels.insert(0, levels.pop(ref))
+    judge(q)
+    return q.answer
 
 
-def test_answer_significant_and_diverged() -> None:
-    levels = [_lv("0.01", 0.01, [0.70, 0.69, 0.71]), _lv("0.1", 0.1, [0.85, 0.86, 0.855]),
-              _lv("0.5", 0.5, [0.81, "diverged", "diverged"])]
-    text = answer("lr", levels)
-    assert text.startswith("lr: significant effect")
-    assert "best level 0.1" in text and "significantly worse: 0.01" in text
-    assert "not tested (n < 2 or zero variance): 0.5" in text
-    assert "0.5: 2 of 3 runs diverged" in text
+def test_answer_paired_not_resolved_reports_family() -> None:
+    ref, k3 = [0.852, 0.849, 0.855], [0.851, 0.854, 0.850]
+    text = _answer("kernel_size", [_lv("3", 3, k3), _lv("5", 5, ref)], 1)
+    assert text.startswith("kernel_size: the reference kernel_size 5 (85.20%) has the highest "
+                           "mean; not resolved: 3 (paired t over seeds, Holm over the 1 "
+                           "comparison with the reference)")
 
 
-def test_answer_cannot_tell_with_one_seed() -> None:
-    text = answer("channels", [_lv("[3, 8]", 1, [0.88]), _lv("[6, 16]", 2, [0.89])])
-    assert text.startswith("channels: cannot tell")
+def test_answer_resolved_and_diverged() -> None:
+    low, ref = [0.70, 0.69, 0.71], [0.85, 0.86, 0.855]
+    text = _answer("lr", [_lv("0.01", 0.01, low), _lv("0.1", 0.1, ref),
+                          _lv("0.5", 0.5, [0.81, "diverged", "diverged"])], 1)
+    p = paired(dict(enumerate(low)), dict(enumerate(ref)))
+    assert f"resolved lower: lr 0.01 {pp(p.mean)}" in text
+    assert f"(Holm p = {pval(p.p)})" in text  # one tested comparison: Holm leaves p as is
+    assert "too few seeds to test: 0.5" in text
+    assert "0.5 (2 diverged, 0 failed)" in text
+
+
+def test_answer_too_few_seeds() -> None:
+    text = _answer("channels", [_lv("[3, 8]", 1, [0.88, 0.87]), _lv("[6, 16]", 2, [0.89, 0.9])],
+                   1)
+    assert text.startswith("channels: too few seeds to test (2 paired seeds)")
+
+
+def test_prediction_interval_by_hand() -> None:
+    # mean 0.82, s 0.02, n 3: t(2) · s · √(1 + 1/3) = 4.30265273 · 0.02 · 1.1547005
+    lo, hi = prediction_interval([0.80, 0.82, 0.84])
+    half = 4.30265273 * 0.02 * math.sqrt(4 / 3)
+    assert (lo, hi) == pytest.approx((0.82 - half, 0.82 + half), abs=1e-9)
+    assert half == pytest.approx(0.0993655, abs=1e-6)  # √(n + 1) = 2 times the CI's half-width
+    assert prediction_interval([0.80, 0.82]) is None  # n < 3: nothing
+    assert prediction_interval([0.999, 0.990, 0.995])[1] == 1.0  # clipped
+
+
+def test_confidence_clipped_and_min_seeds() -> None:
+    assert confidence([0.9999, 0.9990, 0.9930])[1] == 1.0
+    assert confidence([0.5, 0.6]) is None
+    assert clip(-0.2, 1.3) == (0.0, 1.0) and clip(-1.5, 0.3, -1.0, 1.0) == (-1.0, 0.3)
+
+
+def test_paired_by_hand() -> None:
+    a = {0: 0.812, 1: 0.861, 2: 0.913, 3: 0.5}
+    b = {0: 0.80, 1: 0.85, 2: 0.90}
+    t = paired(a, b)  # seed 3 has no partner: left out
+    diffs = [0.012, 0.011, 0.013]
+    assert t.n == 3 and t.mean == pytest.approx(0.012)
+    se = 0.001 / math.sqrt(3)
+    assert t.p == pytest.approx(2 * stats.t.sf(0.012 / se, 2), rel=1e-9)
+    assert t.p == pytest.approx(stats.ttest_rel([a[i] for i in range(3)],
+                                                [b[i] for i in range(3)]).pvalue, rel=1e-9)
+    assert t.diffs == pytest.approx(tuple(diffs))
+    assert (t.ci_low, t.ci_high) == pytest.approx((0.012 - 4.30265273 * se,
+                                                   0.012 + 4.30265273 * se), abs=1e-9)
+    assert paired({0: 0.8, 1: 0.9}, {0: 0.7, 1: 0.7}).p is None  # n < 3
+    assert paired({0: 0.8, 1: 0.9, 2: 0.7}, {0: 0.7, 1: 0.8, 2: 0.6}).p is None  # no variance
+
+
+def test_compare_needs_three_seeds() -> None:
+    comps = {c.name: c for c in compare([0.9, 0.91, 0.92], {"two": [0.5, 0.51],
+                                                              "three": [0.5, 0.51, 0.52]})}
+    assert comps["two"].test is None and comps["two"].p_holm is None and comps["two"].g is None
+    assert comps["three"].test is not None and comps["three"].significant
 
 
 def test_levels_format_and_order() -> None:

@@ -1,19 +1,24 @@
 """Every registered variant honours the common interface; LeNet-5 matches the paper.
 
-Parametrized over `list_variants()`, so a new variant is tested without touching this file
-(except adding its SPEC.md parameter count below, which is the spec, not a measured result).
+Parametrized over `list_variants()`, so a new variant is tested without touching this file;
+parameter counts and recipes are checked against SPEC.md itself (tests/spec_table.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tests.spec_table import SpecRow, parse_rows, spec_text
 from variants import (
+    LOSSES,
     InputTransform,
     count_trainable_params,
     create_variant,
@@ -22,20 +27,7 @@ from variants import (
 )
 from variants.init import apply_init
 from variants.lenet5 import J, LeNet5, MaskedConv2d, Squash, rbf_loss
-
-# SPEC.md §2, "params" column (mlp_softmax_dim0 is mlp with the notebook's bug: same network).
-SPEC_PARAMS = {
-    "lenet5": 60_000,
-    "lenet5_softmax": 60_850,
-    "lenet_d2l": 61_706,
-    "lenet_modern": 61_706,
-    "lenet_tweakable": 61_706,
-    "lenet5_bn": 61_750,
-    "mlp": 89_610,
-    "mlp_softmax_dim0": 89_610,
-    "cnn_fidle": 76_038,
-    "cnn2_fidle": 20_250,
-}
+from variants.lenet5_notebook import SharedSubsampling
 
 # SPEC.md, the paper's Table I, written out independently of variants/lenet5.py.
 TABLE_I = [
@@ -49,14 +41,13 @@ VARIANTS = list_variants()
 
 
 def _recipe_loss(name: str, scores: Tensor, y: Tensor) -> Tensor:
-    """The recipe losses, written here so the test does not depend on the engine."""
-    if name == "cross_entropy":
-        return F.cross_entropy(scores, y)
-    if name == "bce_softmax_onehot":
-        return F.binary_cross_entropy(scores.softmax(1), F.one_hot(y, 10).float())
-    if name == "lenet5_rbf":
-        return rbf_loss(scores, y)
-    raise AssertionError(f"unknown loss {name}")
+    """The recipe's loss, as the engine looks it up."""
+    return LOSSES[name](scores, y)
+
+
+@pytest.fixture(scope="module")
+def spec_rows() -> dict[str, SpecRow]:
+    return parse_rows(spec_text())
 
 
 def _built(name: str, seed: int = 0) -> nn.Module:
@@ -88,11 +79,35 @@ def test_output_shape(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_params_match_spec(name: str) -> None:
+def test_declared_params_are_the_models(name: str) -> None:
+    assert count_trainable_params(create_variant(name)) == get_spec(name).params
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_params_and_recipe_match_spec(name: str, spec_rows: dict[str, SpecRow]) -> None:
+    """What SPEC.md §2 states for the variant's row; fields a row leaves unstated are skipped
+    (lenet5's SDLM: SPEC gives no lr or batch for it, and the description explains ours)."""
     spec = get_spec(name)
-    assert name in SPEC_PARAMS, f"{name}: add its SPEC.md parameter count to SPEC_PARAMS"
-    assert spec.params == SPEC_PARAMS[name]
-    assert count_trainable_params(create_variant(name)) == spec.params
+    if spec.spec_row is None:
+        assert not spec.in_default_suites, f"{name}: a default variant needs a SPEC row"
+        return
+    row = spec_rows[spec.spec_row]
+    r = spec.recipe
+    assert spec.params == row.params
+    assert r.dataset == row.dataset
+    for field in ("optimizer", "lr", "batch_size", "num_epochs", "gamma"):
+        stated = getattr(row, field)
+        if stated is not None:
+            assert getattr(r, field) == stated, f"{name}: {field}"
+    if row.published is not None:
+        assert spec.published is not None
+        assert (spec.published.metric, spec.published.value) == (
+            row.published_metric, row.published)
+
+
+def test_every_spec_row_is_registered(spec_rows: dict[str, SpecRow]) -> None:
+    rows = {get_spec(n).spec_row for n in VARIANTS if get_spec(n).in_default_suites}
+    assert rows == set(spec_rows)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -138,28 +153,16 @@ def test_few_steps_stay_finite(name: str) -> None:
     assert torch.isfinite(model(_batch(model, 4)[0])).all()
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_activations_cover_layer_names(name: str) -> None:
-    model = _built(name)
-    model.eval()
-    names = model.layer_names()
-    assert names
-    acts = model.activations(_batch(model, 3)[0])
-    assert set(acts) == set(names)
-    for n in names:
-        assert acts[n].shape[0] == 3, n
-
-
 # --- LeNet-5 -------------------------------------------------------------------------------
 
 
 def test_lenet5_layer_names_are_the_papers() -> None:
-    assert create_variant("lenet5").layer_names() == [
+    assert [n for n, _ in create_variant("lenet5").named_children()] == [
         "c1", "s2", "c3", "s4", "c5", "f6", "output"
     ]
 
 
-@pytest.mark.parametrize("name", ["lenet5", "lenet5_softmax"])
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_linear_head"])
 def test_c3_mask_is_table_i(name: str) -> None:
     conv = _c3(create_variant(name))
     mask = conv.weight_mask
@@ -254,9 +257,13 @@ def test_rbf_loss_hand_computed() -> None:
 
 
 def test_topk_on_distances_picks_smallest() -> None:
-    model = create_variant("lenet5")
-    scores = -torch.tensor([[3.0, 1.0, 2.0]])
-    assert model.predict_topk(scores, 2).tolist() == [[1, 2]]
+    from bench.metrics import topk_error
+
+    scores = -torch.tensor([[3.0, 1.0, 2.0]])  # distances 3, 1, 2: class 1, then 2
+    assert topk_error(scores, torch.tensor([1]), 1) == 0.0
+    assert topk_error(scores, torch.tensor([2]), 1) == 1.0
+    assert topk_error(scores, torch.tensor([2]), 2) == 0.0
+    assert topk_error(scores, torch.tensor([0]), 2) == 1.0
 
 
 def _reference_transform(x_uint8: Tensor, t: InputTransform) -> Tensor:
@@ -291,3 +298,181 @@ def test_mlp_softmax_dim0_sums_to_one_over_batch() -> None:
     assert not torch.allclose(out.sum(dim=1), torch.ones(5), atol=1e-3)
     assert not get_spec("mlp_softmax_dim0").in_default_suites
     assert get_spec("mlp_softmax_dim0").recipe.loss == "cross_entropy"
+
+
+def test_lenet5_linear_head_differs_from_lenet5_only_in_output() -> None:
+    paper, ablation = get_spec("lenet5"), get_spec("lenet5_linear_head")
+    assert ablation.recipe == dataclasses.replace(paper.recipe, loss="cross_entropy")
+    assert not ablation.in_default_suites
+    a, b = create_variant("lenet5"), create_variant("lenet5_linear_head")
+    assert isinstance(b.output, nn.Linear)
+    trunk = {k: v.shape for k, v in a.state_dict().items() if not k.startswith("output.")}
+    assert trunk == {k: v.shape for k, v in b.state_dict().items()
+                     if not k.startswith("output.")}
+    assert ablation.params == paper.params + 84 * 10 + 10
+
+
+# --- the lenet5_softmax notebook --------------------------------------------------------------
+
+
+def test_lenet5_softmax_is_the_notebooks_sequence() -> None:
+    """The notebook's layers in its order: tanh after each conv, then the subsampling's tanh;
+    a dense C3; flatten before C5's tanh; a softmax at the end."""
+    model = create_variant("lenet5_softmax")
+    kinds = [(n, type(m).__name__) for n, m in model.named_children()]
+    assert [k for _, k in kinds] == [
+        "Conv2d", "Tanh", "SharedSubsampling", "Conv2d", "Tanh", "SharedSubsampling",
+        "Conv2d", "Flatten", "Tanh", "Linear", "Tanh", "Linear", "Softmax",
+    ]
+    assert not any(isinstance(m, (MaskedConv2d, Squash)) for m in model.modules())
+    c3 = model.c3
+    assert isinstance(c3, nn.Conv2d) and c3.weight.shape == (16, 6, 5, 5)
+
+
+def test_lenet5_softmax_subsampling_shares_one_coefficient_and_bias() -> None:
+    torch.manual_seed(0)
+    sub = SharedSubsampling()
+    assert [p.numel() for p in sub.parameters()] == [1, 1]
+    assert all(-1 <= float(p.detach()) < 1 for p in sub.parameters())
+    x = torch.randn(2, 6, 4, 4)
+    expected = torch.tanh(sub.coefficient * F.avg_pool2d(x, 2) + sub.bias)
+    assert torch.equal(sub(x), expected)
+
+
+def test_lenet5_softmax_scores_are_probabilities_and_loss_is_bce() -> None:
+    model = _built("lenet5_softmax")
+    x, y = _batch(model, 6)
+    scores = model(x)
+    assert torch.allclose(scores.sum(1), torch.ones(6), atol=1e-6)
+    assert torch.all(scores >= 0)
+    loss = _recipe_loss(get_spec("lenet5_softmax").recipe.loss, scores, y)
+    expected = F.binary_cross_entropy(scores, F.one_hot(y, 10).float())
+    assert torch.equal(loss, expected)
+
+
+# --- the d2l family ---------------------------------------------------------------------------
+
+
+def test_lenet_tweakable_pads_every_conv_as_the_blog() -> None:
+    model = create_variant("lenet_tweakable")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.padding for c in convs] == [(2, 2), (2, 2)]
+    assert model.head.in_features == 84 and model.fc[0].in_features == 16 * 7 * 7
+    modern = create_variant("lenet_modern")
+    assert [c.padding for c in modern.modules() if isinstance(c, nn.Conv2d)] == [(2, 2), (0, 0)]
+    assert count_trainable_params(modern) != count_trainable_params(model)
+
+
+def test_lenet_d2l_trains_the_chapters_recipe_with_zero_biases() -> None:
+    r = get_spec("lenet_d2l").recipe
+    assert (r.optimizer, r.lr, r.batch_size, r.num_epochs) == ("sgd", 0.9, 256, 10)
+    model = _built("lenet_d2l")
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert torch.all(m.bias == 0)
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            bound = math.sqrt(6 / (fan_in + fan_out))
+            assert 0.8 * bound < float(m.weight.detach().abs().max()) <= bound
+
+
+def test_flops_count_only_the_connected_c3() -> None:
+    from bench.metrics import flops_per_example
+
+    paper = create_variant("lenet5")
+    x = torch.zeros(1, 1, 32, 32)
+    unconnected = 2 * 10 * 10 * (16 * 6 - 60) * 25  # C3 outputs 10×10; 36 missing pairs
+    # By hand: C1, C3 (connected pairs only), C5, F6 multiply-adds, ×2 (the RBF layer's
+    # distances are elementwise, which FlopCounterMode does not count).
+    by_hand = 2 * (6 * 28 * 28 * 25 + 60 * 25 * 10 * 10 + 120 * 16 * 25 + 120 * 84)
+    assert flops_per_example(paper, x) == by_hand < 700_000
+    linear = create_variant("lenet5_linear_head")
+    assert flops_per_example(linear, x) == by_hand + 2 * 84 * 10
+    masked = MaskedConv2d(6, 16, 5, torch.ones(16, 6, 5, 5))
+    full = nn.Conv2d(6, 16, 5)
+    z = torch.zeros(1, 6, 14, 14)
+    assert flops_per_example(masked, z) == flops_per_example(full, z)
+    half = MaskedConv2d(6, 16, 5, paper.c3[0].weight_mask)
+    assert flops_per_example(full, z) - flops_per_example(half, z) == unconnected
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+def test_registration_checks_the_declared_parameter_count_and_loss() -> None:
+    from variants.registry import register_variant
+
+    recipe = get_spec("mlp").recipe
+    with pytest.raises(ValueError, match="declares 10 trainable parameters, its builder"):
+        register_variant(name="_bad_params", recipe=recipe, params=10, source="t",
+                         description="t")(lambda: nn.Linear(784, 10))
+    odd = dataclasses.replace(recipe, loss="nope")
+    with pytest.raises(ValueError, match="loss 'nope' is not registered"):
+        register_variant(name="_bad_loss", recipe=odd, params=7850, source="t",
+                         description="t")(lambda: nn.Linear(784, 10))
+    assert "_bad_params" not in list_variants() and "_bad_loss" not in list_variants()
+
+
+def test_a_new_variant_is_one_file(tmp_path: Path) -> None:
+    """A family module dropped into variants/ (a temporary copy of the project) is found:
+    `lenet-bench list` shows it, with its own loss, and the parametrized tests run on it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    for name in ("bench", "variants", "report", "tests"):
+        shutil.copytree(REPO / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "variants" / "tiny.py").write_text('''"""A one-file family (test)."""
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from variants.base import LeNetBase
+from variants.registry import InputTransform, Recipe, register_loss, register_variant
+
+
+@register_loss("tiny_nll")
+def tiny_nll(scores: Tensor, y: Tensor) -> Tensor:
+    return F.nll_loss(F.log_softmax(scores, 1), y)
+
+
+class Tiny(LeNetBase):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten, self.head = nn.Flatten(), nn.Linear(784, 10)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.flatten(x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(features)
+
+
+@register_variant(
+    name="tiny", recipe=Recipe(dataset="mnist", transform=InputTransform(), optimizer="sgd",
+                               lr=0.1, batch_size=64, num_epochs=1, loss="tiny_nll"),
+    params=7850, source="a test", description="a linear classifier", in_default_suites=False,
+    spec_row=None,
+)
+def tiny() -> Tiny:
+    return Tiny()
+''')
+    from tests.spec_table import spec_path
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LENET_BENCH_SPEC": str(spec_path())}
+    listed = subprocess.run([sys.executable, "-m", "bench", "list", "tiny", "--json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert listed.returncode == 0, listed.stderr
+    info = json.loads(listed.stdout)["variants"]
+    assert [(v["name"], v["params"], v["family"], v["recipe"]["loss"]) for v in info] == [
+        ("tiny", 7850, "tiny", "tiny_nll")]
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_variants.py", "-k", "tiny"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
+    ran = int(tests.stdout.rsplit(" passed", 1)[0].split()[-1])
+    assert ran == 5  # every parametrized check ran on the new variant

@@ -1,16 +1,16 @@
-"""LeNet-family variants. Each family module registers its builders when imported here.
+"""LeNet-family variants: every module of this package is a family that registers builders.
 
-The imports are explicit (no star-import, no scanning): adding a family means adding a line.
+Families are found, not listed: each module here is imported once, in name order, and its
+`@register_variant` builders (and any `@register_loss` of its own) register themselves. Adding
+a variant is adding one file; a module that registers nothing is simply infrastructure.
 """
 
-from variants import (
-    d2l,  # noqa: F401  (registers lenet_d2l, lenet_modern, lenet_tweakable)
-    fidle,  # noqa: F401  (registers mlp, mlp_softmax_dim0, cnn_fidle, cnn2_fidle)
-    lenet5,  # noqa: F401  (registers lenet5, lenet5_softmax)
-    tutorial,  # noqa: F401  (registers lenet5_bn)
-)
+import importlib
+import pkgutil
+
 from variants.base import LeNetBase, count_total_params, count_trainable_params
 from variants.registry import (
+    LOSSES,
     InputTransform,
     Published,
     Recipe,
@@ -19,10 +19,17 @@ from variants.registry import (
     create_variant,
     get_spec,
     list_variants,
+    register_loss,
     register_variant,
 )
 
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
+FAMILIES = tuple(sorted({get_spec(n).family for n in list_variants()}))
+
 __all__ = [
+    "FAMILIES",
+    "LOSSES",
     "InputTransform",
     "LeNetBase",
     "Published",
@@ -34,5 +41,6 @@ __all__ = [
     "create_variant",
     "get_spec",
     "list_variants",
+    "register_loss",
     "register_variant",
 ]

@@ -1,18 +1,18 @@
 """The one interface every variant implements, so engine, tests and analyses treat them alike.
 
 Convention: `forward` returns *scores*, one per class, where higher means more likely. For
-ordinary networks these are logits; for LeNet-5's RBF output they are negated distances, so
-argmax, top-k and confusion matrices need no special case.
+ordinary networks these are logits; for LeNet-5's RBF output they are negated distances; for
+the lenet5_softmax notebook, which ends in a softmax, probabilities. So argmax, top-k and
+confusion matrices need no special case.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
 class LeNetBase(nn.Module):
-    """Base of all variants: `input_size`, `forward_features`, `forward_head`, `activations`."""
+    """Base of all variants: `input_size`, `forward_features` and `forward_head`."""
 
     input_size: int = 28
     num_classes: int = 10
@@ -27,35 +27,6 @@ class LeNetBase(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
-
-    def predict_topk(self, scores: Tensor, k: int) -> Tensor:
-        """Indices of the k best classes per example (largest scores)."""
-        return scores.topk(k, dim=1).indices
-
-    def layer_names(self) -> list[str]:
-        """Names of the direct children, in forward order: what `activations` can return."""
-        return [name for name, _ in self.named_children()]
-
-    @torch.no_grad()
-    def activations(self, x: Tensor, names: list[str] | None = None) -> dict[str, Tensor]:
-        """Outputs of the named submodules for input `x` (a forward hook per name)."""
-        modules = dict(self.named_modules())
-        names = names if names is not None else self.layer_names()
-        missing = [n for n in names if n not in modules or n == ""]
-        if missing:
-            raise KeyError(f"no layer {missing}; layers: {', '.join(self.layer_names())}")
-        out: dict[str, Tensor] = {}
-        handles = []
-        for n in names:
-            def hook(_m: nn.Module, _inp: object, output: Tensor, n: str = n) -> None:
-                out[n] = output.detach()
-            handles.append(modules[n].register_forward_hook(hook))
-        try:
-            self(x)
-        finally:
-            for h in handles:
-                h.remove()
-        return out
 
 
 def count_trainable_params(model: nn.Module) -> int:

@@ -37,9 +37,6 @@ class FidleMLP(LeNetBase):
         self.fc2 = nn.Sequential(nn.Linear(100, 100), nn.ReLU())
         self.head = nn.Linear(100, self.num_classes)
 
-    def layer_names(self) -> list[str]:
-        return ["fc1", "fc2", "head"]
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.fc2(self.fc1(self.flatten(x)))
 
@@ -68,9 +65,6 @@ class FidleCNN(LeNetBase):
         self.convs = nn.Sequential(*convs)
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(6 * size * size, 64), nn.ReLU())
         self.head = nn.Linear(64, self.num_classes)
-
-    def layer_names(self) -> list[str]:
-        return [f"convs.{i}" for i in range(len(self.convs))] + ["fc", "head"]
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.fc(self.convs(x))
@@ -110,6 +104,7 @@ def mlp() -> FidleMLP:
     ),
     published=Published("test_acc", 0.9012, _MNIST, "the buggy MLP as published"),
     in_default_suites=False,
+    spec_row="mlp",  # the same network and recipe as mlp; only the forward's bug differs
 )
 def mlp_softmax_dim0() -> FidleMLP:
     return FidleMLP(softmax_dim0=True)

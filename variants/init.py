@@ -20,6 +20,13 @@ def _xavier(m: nn.Module) -> None:
     nn.init.xavier_uniform_(m.weight)
 
 
+def _xavier_zero_bias(m: nn.Module) -> None:
+    """MXNet Gluon's `init.Xavier()` (the d2l chapter): Glorot-uniform weights, zero biases."""
+    nn.init.xavier_uniform_(m.weight)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
 def _kaiming(m: nn.Module) -> None:
     nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
     if m.bias is not None:
@@ -43,6 +50,7 @@ def _lecun98(m: nn.Module) -> None:
 INITS: dict[str, Callable[[nn.Module], None] | None] = {
     "default": None,  # PyTorch's own (Kaiming-uniform with a=√5) as the layers are built
     "xavier_uniform": _xavier,
+    "xavier_uniform_zero_bias": _xavier_zero_bias,
     "kaiming": _kaiming,
     "normal_small": _normal_small,
     "lecun98": _lecun98,

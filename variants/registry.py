@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from variants.base import count_trainable_params
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class VariantError(ValueError):
@@ -47,12 +53,6 @@ class InputTransform:
             parts.append(f"x·{self.scale:g} {self.shift:+g}")
         return ", ".join(parts)
 
-    def key(self) -> str:
-        """A stable name for caching the transformed dataset tensor."""
-        return (
-            f"{self.size}-{self.geometry}-{self.mean}-{self.std}-{self.scale}-{self.shift}"
-        )
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -64,7 +64,7 @@ class Recipe:
     lr: float
     batch_size: int
     num_epochs: int
-    loss: str  # a key of bench.losses.LOSSES
+    loss: str  # a registered loss (register_loss, LOSSES)
     init: str = "default"  # a key of variants.init.INITS
     schedule: str = "constant"  # "constant" | "exponential" | "lenet5_passes"
     gamma: float = 1.0  # ExponentialLR factor per epoch
@@ -99,12 +99,33 @@ class VariantSpec:
     in_default_suites: bool = True
     family: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
-
-    def build(self, **overrides: Any) -> nn.Module:
-        return create_variant(self.name, **overrides)
+    # The SPEC.md §2 row whose parameter count and recipe this variant must match (tests read
+    # SPEC itself); None for a network of this project's own, e.g. an ablation.
+    spec_row: str | None = None
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
+# Training losses by name (a recipe's `loss`): each takes class scores and labels. A variant
+# whose loss is its own registers it beside itself, so a new variant is one file.
+LOSSES: dict[str, LossFn] = {}
+
+
+def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+    """Register a loss under `name` (a recipe's `loss`); a second registration raises."""
+
+    def decorate(fn: LossFn) -> LossFn:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is already registered")
+        LOSSES[name] = fn
+        return fn
+
+    return decorate
+
+
+@register_loss("cross_entropy")
+def cross_entropy(scores: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(scores, y)
+_OWN_ROW = object()  # register_variant's default spec_row: the variant's own name
 
 
 def register_variant(
@@ -116,8 +137,12 @@ def register_variant(
     description: str,
     published: Published | None = None,
     in_default_suites: bool = True,
+    spec_row: str | None | object = _OWN_ROW,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a keyword-only builder under `name`; a second registration of a name raises."""
+    """Register a keyword-only builder under `name`; a second registration of a name raises.
+
+    `spec_row` defaults to `name` (the variant is a SPEC.md §2 row of its own).
+    """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
@@ -141,9 +166,17 @@ def register_variant(
             in_default_suites=in_default_suites,
             family=builder.__module__.rsplit(".", 1)[-1],
             defaults=defaults,
+            spec_row=name if spec_row is _OWN_ROW else spec_row,  # type: ignore[arg-type]
         )
+        with torch.random.fork_rng(devices=[]):  # building draws weights: leave no trace
+            built = count_trainable_params(builder())
+        if built != params:
+            raise ValueError(f"variant {name!r} declares {params:,} trainable parameters, "
+                             f"its builder makes {built:,}")
+        if recipe.loss not in LOSSES:
+            raise ValueError(f"variant {name!r}: loss {recipe.loss!r} is not registered "
+                             f"(register_loss); known: {', '.join(sorted(LOSSES))}")
         _REGISTRY[name] = spec
-        builder.variant_spec = spec  # type: ignore[attr-defined]
         return builder
 
     return decorate

@@ -30,9 +30,6 @@ class LeNet5BN(LeNetBase):
         self.fc1 = nn.Sequential(nn.Linear(120, 84), nn.ReLU())
         self.fc2 = nn.Linear(84, self.num_classes)
 
-    def layer_names(self) -> list[str]:
-        return ["layer1", "layer2", "fc", "fc1", "fc2"]
-
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.layer2(self.layer1(x))
         return self.fc1(self.fc(x.flatten(1)))

@@ -16,7 +16,9 @@ so the same inputs give the same JSON.
 Where things live:
 
 - `common`: rounding and stats for the JSON, level/override labels, the paired seed-by-seed
-  comparison, configuration keys, `NeedsRecords`;
+  comparison;
+- `extension`: the suite extension (group keys `best_of`, `analysis`, `reuse` and hooks)
+  registered with bench.suites on import;
 - `rules`: ex3's rule (`RULES`, `apply_rule`, `best_of_choices`) and `reuse_finished`;
 - `analyses`: `run_analyses`, the entry point (digest, up-to-date check, summary.json);
 - `ablation`: ex1–ex3 ablation tables and ex2's epochs curve;
@@ -29,18 +31,20 @@ re-exported: each is read by its own module, so patch it there (`bench.d2l.ood.O
 
 from bench.d2l.activations import forward_with_activations, layer_modules
 from bench.d2l.analyses import ANALYSES, run_analyses
-from bench.d2l.common import NeedsRecords, config_key
+from bench.d2l.extension import EXTENSION
 from bench.d2l.ood import PHOTOS, load_photo, ood_inputs
 from bench.d2l.rules import RULES, apply_rule, best_of_choices, reuse_finished
+from bench.suites import register_extension
+
+register_extension(EXTENSION)
 
 __all__ = [
     "ANALYSES",
     "PHOTOS",
     "RULES",
-    "NeedsRecords",
+    "EXTENSION",
     "apply_rule",
     "best_of_choices",
-    "config_key",
     "forward_with_activations",
     "layer_modules",
     "load_photo",

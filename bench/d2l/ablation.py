@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bench.config import overrides_label
 from bench.d2l.common import (
     Record,
-    _acc,
-    _pm,
-    _pp,
-    _r,
-    _stats,
-    _verdict,
+    acc_of,
     is_default,
     level_label,
-    overrides_label,
+    mean_pm,
+    paired_verdict,
+    pct,
+    rnd,
+    stats_of,
 )
 
 if TYPE_CHECKING:
@@ -59,10 +59,10 @@ def ablation_summary(
         rows = []
         for lv in levels.values():
             recs = lv.pop("records")
-            s = _stats([a for a in (_acc(r) for r in recs) if a is not None])
+            s = stats_of([a for a in (acc_of(r) for r in recs) if a is not None])
             params = next((r["metrics"].get("params_trainable") for r in recs
                            if (r.get("metrics") or {}).get("params_trainable")), None)
-            by_seed = {str(r["seed"]): _acc(r) for r in recs if _acc(r) is not None}
+            by_seed = {str(r["seed"]): acc_of(r) for r in recs if acc_of(r) is not None}
             rows.append({
                 **lv,
                 "test_acc_by_seed": dict(sorted(by_seed.items(), key=lambda kv: int(kv[0]))),
@@ -99,21 +99,21 @@ def _ablation_answer(g: Group, rows: list[dict[str, Any]], best_of: dict | None)
         base_fm = (best_of.get("baseline") or {}).get("mean_test_acc")
         text = (f"{g.name}: the rule {best_of['rule']} picked "
                 f"{overrides_label(b['overrides'])} from {best_of['suite']} "
-                f"({_pp(b['mean_test_acc'])} there vs the baseline's {_pp(base_fm)}). ")
+                f"({pct(b['mean_test_acc'])} there vs the baseline's {pct(base_fm)}). ")
         pick = next((r for r in done if r["level"] != "baseline"), None)
         if not b["overrides"]:
             text += (f"That is the baseline itself; on {done[0]['dataset']} it gets "
-                     f"{_pm(done[0]['test_acc'])}.")
+                     f"{mean_pm(done[0]['test_acc'])}.")
         elif base is None or pick is None:
             text += "Its comparison on this dataset has no finished runs yet."
         else:
             d = pick["test_acc"]["mean"] - base["test_acc"]["mean"]
-            text += (f"On {pick['dataset']} it gets {_pm(pick['test_acc'])} vs the baseline's "
-                     f"{_pm(base['test_acc'])}: {100 * d:+.2f} pp, "
-                     f"{_verdict(pick, base)}.")
+            text += (f"On {pick['dataset']} it gets {mean_pm(pick['test_acc'])} vs the baseline's "
+                     f"{mean_pm(base['test_acc'])}: {100 * d:+.2f} pp, "
+                     f"{paired_verdict(pick, base)}.")
         return text
-    text += f"best {best['label']} {_pm(best['test_acc'])}, worst {worst['label']} "
-    text += f"{_pm(worst['test_acc'])}"
+    text += f"best {best['label']} {mean_pm(best['test_acc'])}, worst {worst['label']} "
+    text += f"{mean_pm(worst['test_acc'])}"
     if g.factor and "," in g.factor:
         ref = rows[0]
         if ref["test_acc"]["mean"] is not None:
@@ -122,21 +122,21 @@ def _ablation_answer(g: Group, rows: list[dict[str, Any]], best_of: dict | None)
                 if r["test_acc"]["mean"] is None:
                     continue
                 d = r["test_acc"]["mean"] - ref["test_acc"]["mean"]
-                parts.append(f"{r['label']} {100 * d:+.2f} pp ({_verdict(r, ref)})")
+                parts.append(f"{r['label']} {100 * d:+.2f} pp ({paired_verdict(r, ref)})")
             text += f"; vs {ref['label']}: " + "; ".join(parts)
     elif base is not None and best is not base:
         d = best["test_acc"]["mean"] - base["test_acc"]["mean"]
         text += (f"; best vs baseline {base['label']}: {100 * d:+.2f} pp, "
-                 f"{_verdict(best, base)}")
+                 f"{paired_verdict(best, base)}")
     elif base is not None:
         text += f"; the baseline {base['label']} is the best level"
         runner = sorted(done, key=lambda r: -r["test_acc"]["mean"])
         if len(runner) > 1:
-            text += f" (vs {runner[1]['label']}: {_verdict(runner[0], runner[1])})"
+            text += f" (vs {runner[1]['label']}: {paired_verdict(runner[0], runner[1])})"
     elif best is not rows[0] and rows[0]["test_acc"]["mean"] is not None:
         d = best["test_acc"]["mean"] - rows[0]["test_acc"]["mean"]
         text += (f"; best vs the group's first level {rows[0]['label']}: {100 * d:+.2f} pp, "
-                 f"{_verdict(best, rows[0])}")
+                 f"{paired_verdict(best, rows[0])}")
     if len(done) > 2:
         text += "; all levels: " + ", ".join(
             f"{r['label']} {100 * r['test_acc']['mean']:.1f}%" for r in done)
@@ -158,8 +158,8 @@ def epochs_summary(records: list[Record], group_names: list[str]) -> dict[str, A
     recs = [r for r in recs if len(r.get("history") or []) == longest]
     curve = []
     for e in range(longest):
-        te = _stats([r["history"][e]["test_acc"] for r in recs])
-        tr = _stats([r["history"][e]["train_acc"] for r in recs])
+        te = stats_of([r["history"][e]["test_acc"] for r in recs])
+        tr = stats_of([r["history"][e]["train_acc"] for r in recs])
         curve.append({"epoch": e + 1, "test_acc": te, "train_acc": tr})
     means = [c["test_acc"]["mean"] for c in curve]
     top = max(means)
@@ -169,8 +169,8 @@ def epochs_summary(records: list[Record], group_names: list[str]) -> dict[str, A
     gap = last["train_acc"]["mean"] - last["test_acc"]["mean"]
     answer = (
         f"epochs: over {len(recs)} runs of {longest} epochs, mean test accuracy peaks at epoch "
-        f"{best_epoch} ({_pp(top)}); it is within 0.5 pp of that peak from epoch {within} on "
-        f"({_pp(means[within - 1])}); at the last epoch train − test accuracy = "
+        f"{best_epoch} ({pct(top)}); it is within 0.5 pp of that peak from epoch {within} on "
+        f"({pct(means[within - 1])}); at the last epoch train − test accuracy = "
         f"{100 * gap:+.2f} pp"
     )
     if best_epoch < longest:
@@ -183,8 +183,8 @@ def epochs_summary(records: list[Record], group_names: list[str]) -> dict[str, A
         "num_epochs": longest,
         "curve": curve,
         "best_epoch": best_epoch,
-        "best_mean_test_acc": _r(top),
+        "best_mean_test_acc": rnd(top),
         "first_epoch_within_0.5pp_of_best": within,
-        "final_train_minus_test_acc": _r(gap),
+        "final_train_minus_test_acc": rnd(gap),
         "answer": answer,
     }

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.d2l.common import Record, _pp, _r, _stats
+from bench.d2l.common import Record, pct, rnd, stats_of
 from bench.errors import warn
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def first_of_class(y: torch.Tensor, cls: int, n: int) -> list[int]:
     return [int(i) for i in (y == cls).nonzero().flatten()[:n]]
 
 
-def _models_by_variant(records: list[Record], group_names: list[str]) -> dict[str, list[Record]]:
+def models_by_variant(records: list[Record], group_names: list[str]) -> dict[str, list[Record]]:
     out: dict[str, list[Record]] = {}
     for r in records:
         if r.get("status") != "ok":
@@ -134,8 +134,8 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, *, folds: int = PROBE_FOLDS) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_score(pipe, np.asarray(X, dtype=np.float64), y, cv=cv)
-    return {"mean": _r(scores.mean()), "std": _r(scores.std(ddof=1)),
-            "folds": [_r(s) for s in scores]}
+    return {"mean": rnd(scores.mean()), "std": rnd(scores.std(ddof=1)),
+            "folds": [rnd(s) for s in scores]}
 
 
 def _cohen_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -162,10 +162,10 @@ def activations_summary(
     """
     import numpy as np
 
+    from bench.d2l import figures as figs
     from bench.data import DATASETS, ensure_dataset, load_split
-    from report import activations as figs
 
-    models = _models_by_variant(records, group_names)
+    models = models_by_variant(records, group_names)
     if not models:
         return {"answer": "activations: no finished runs yet.", "variants": {}}
     dataset = next(iter(models.values()))[0]["dataset"]
@@ -194,13 +194,13 @@ def activations_summary(
             _, acts = forward_with_activations(model, to_input(X[probe_idx], rec), layers)
             conf = (rec.get("metrics") or {}).get("confusion")
             run: dict[str, Any] = {"run_id": rec["run_id"], "seed": rec["seed"],
-                                   "test_acc": _r(rec["metrics"].get("test_acc"))}
+                                   "test_acc": rnd(rec["metrics"].get("test_acc"))}
             if conf:
                 c = np.asarray(conf, dtype=np.float64)
-                run["pullover_acc"] = _r(c[PULLOVER, PULLOVER] / c[PULLOVER].sum())
-                run["coat_acc"] = _r(c[COAT, COAT] / c[COAT].sum())
-                run["pullover_predicted_coat"] = _r(c[PULLOVER, COAT] / c[PULLOVER].sum())
-                run["coat_predicted_pullover"] = _r(c[COAT, PULLOVER] / c[COAT].sum())
+                run["pullover_acc"] = rnd(c[PULLOVER, PULLOVER] / c[PULLOVER].sum())
+                run["coat_acc"] = rnd(c[COAT, COAT] / c[COAT].sum())
+                run["pullover_predicted_coat"] = rnd(c[PULLOVER, COAT] / c[PULLOVER].sum())
+                run["coat_predicted_pullover"] = rnd(c[COAT, PULLOVER] / c[COAT].sum())
             run["layers"] = {}
             for lname, a in acts.items():
                 a_np = a.numpy().astype(np.float64)
@@ -211,13 +211,13 @@ def activations_summary(
                     "shape": list(a.shape[1:]),
                     "probe_acc": probe,
                     "channel_mean": {
-                        names[PULLOVER]: [_r(v) for v in per_img[y_probe == 0].mean(axis=0)],
-                        names[COAT]: [_r(v) for v in per_img[y_probe == 1].mean(axis=0)],
+                        names[PULLOVER]: [rnd(v) for v in per_img[y_probe == 0].mean(axis=0)],
+                        names[COAT]: [rnd(v) for v in per_img[y_probe == 1].mean(axis=0)],
                     },
-                    "channel_d_coat_minus_pullover": [_r(v) for v in d],
-                    "mean_abs_d": _r(np.abs(d).mean()),
+                    "channel_d_coat_minus_pullover": [rnd(v) for v in d],
+                    "mean_abs_d": rnd(np.abs(d).mean()),
                     "max_abs_d_channel": int(np.abs(d).argmax()),
-                    "mean_activation": _r(a_np.mean()),
+                    "mean_activation": rnd(a_np.mean()),
                 }
             if not runs:  # the lowest seed's run: figures and the per-channel bar chart
                 _, fig_acts = forward_with_activations(model, to_input(X[fig_idx], rec), layers)
@@ -240,8 +240,8 @@ def activations_summary(
         over = {}
         for lname in runs[0]["layers"]:
             over[lname] = {
-                "probe_acc": _stats([r["layers"][lname]["probe_acc"]["mean"] for r in runs]),
-                "mean_abs_d": _stats([r["layers"][lname]["mean_abs_d"] for r in runs]),
+                "probe_acc": stats_of([r["layers"][lname]["probe_acc"]["mean"] for r in runs]),
+                "mean_abs_d": stats_of([r["layers"][lname]["mean_abs_d"] for r in runs]),
             }
             s = over[lname]["probe_acc"]
             probe_rows.append({"variant": vname, "layer": lname, "acc": s["mean"],
@@ -276,7 +276,7 @@ def activations_summary(
 
 def _activations_answer(variants: dict[str, Any], pixel_probe: dict[str, Any]) -> str:
     parts = [f"activations (pullover vs coat): a linear probe on raw pixels gets "
-             f"{_pp(pixel_probe['mean'])}"]
+             f"{pct(pixel_probe['mean'])}"]
     for vname, v in variants.items():
         o = v["over_seeds"]
         p1, p2 = o["conv1"]["probe_acc"], o["conv2"]["probe_acc"]
@@ -292,10 +292,10 @@ def _activations_answer(variants: dict[str, Any], pixel_probe: dict[str, Any]) -
         conf = [r.get("pullover_predicted_coat") for r in v["runs"]]
         conf_s = ""
         if all(c is not None for c in conf):
-            conf_s = f", and calls {_pp(statistics.fmean(conf))} of test pullovers coats"
+            conf_s = f", and calls {pct(statistics.fmean(conf))} of test pullovers coats"
         parts.append(
-            f"{vname} (test acc {_pp(acc)}, {len(v['runs'])} seed(s)): conv1 {_pp(p1['mean'])}, "
-            f"conv2 {_pp(p2['mean'])} — layer 2 separates the classes {verdict} layer 1 "
+            f"{vname} (test acc {pct(acc)}, {len(v['runs'])} seed(s)): conv1 {pct(p1['mean'])}, "
+            f"conv2 {pct(p2['mean'])} — layer 2 separates the classes {verdict} layer 1 "
             f"({100 * diff:+.2f} pp; fold std up to {100 * fold_std:.2f} pp); mean |d| of "
             f"channel means {d1:.2f} (conv1) vs {d2:.2f} (conv2){conf_s}"
         )

@@ -28,9 +28,8 @@ ANALYSIS_VERSION = 1
 ANALYSES = ("ablation", "epochs", "activations", "ood")
 
 #: The code an analysis is a function of (part of its digest): every module of this package,
-#: and the figure code in report/activations.py.
+#: its figure code (figures.py) included.
 _PACKAGE_DIR = Path(__file__).parent
-_FIGURES_CODE = _PACKAGE_DIR.parent.parent / "report" / "activations.py"
 
 
 def analysis_dir(results: Path, suite: str, profile: str) -> Path:
@@ -54,7 +53,7 @@ def _digest(records: list[Record], plan: list[PlannedRun], kinds: list[str],
     h = hashlib.sha256()
     h.update(json.dumps({"version": ANALYSIS_VERSION, "kinds": kinds,
                          "set": user_overrides or {}}, sort_keys=True).encode())
-    for mod in (*sorted(_PACKAGE_DIR.glob("*.py")), _FIGURES_CODE):
+    for mod in sorted(_PACKAGE_DIR.glob("*.py")):
         h.update(mod.read_bytes())
     for run in plan:
         h.update(json.dumps([run.run_id, run.memberships], sort_keys=True).encode())
@@ -76,7 +75,7 @@ def run_analyses(
     log: Log = print,
 ) -> Path | None:
     """(Re)write the suite's analysis/summary.json and figures if missing or out of date."""
-    kinds = [k for k in ANALYSES if any(g.analysis == k for g in suite.groups)]
+    kinds = [k for k in ANALYSES if any(g.extra.get("analysis") == k for g in suite.groups)]
     if not kinds:
         return None
     records = _plan_records(plan, results, suite.name, profile.name)
@@ -123,7 +122,7 @@ def run_analyses(
     figures: list[str] = []
     answers: list[str] = []
     for kind in kinds:
-        names = [g.name for g in suite.groups if g.analysis == kind]
+        names = [g.name for g in suite.groups if g.extra.get("analysis") == kind]
         if kind == "ablation":
             section = ablation_summary(records, plan, [groups[n] for n in names],
                                        user_overrides)

@@ -2,7 +2,7 @@
 factor levels and override sets, the paired seed-by-seed comparison, configuration keys, and
 reading a record's outcome.
 
-Floats are rounded (`_r`) and JSON-native (no NaN), so the same inputs give the same JSON.
+Floats are rounded (`rnd`) and JSON-native (no NaN), so the same inputs give the same JSON.
 """
 
 from __future__ import annotations
@@ -12,17 +12,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench.errors import UsageError
-
 Record = dict[str, Any]
 Log = Callable[[str], None]
 
 
-class NeedsRecords(UsageError):
-    """A suite's expansion needs another suite's records that are not there yet."""
-
-
-def _r(x: float | None, digits: int = 6) -> float | None:
+def rnd(x: float | None, digits: int = 6) -> float | None:
     """Round for the JSON: stable across runs, JSON-native (no NaN)."""
     if x is None:
         return None
@@ -30,18 +24,18 @@ def _r(x: float | None, digits: int = 6) -> float | None:
     return round(x, digits) if math.isfinite(x) else None
 
 
-def _stats(values: list[float]) -> dict[str, Any]:
+def stats_of(values: list[float]) -> dict[str, Any]:
     from bench.metrics import summarize
 
     s = summarize(values)
-    return {k: (_r(v) if isinstance(v, float) else v) for k, v in s.items()}
+    return {k: (rnd(v) if isinstance(v, float) else v) for k, v in s.items()}
 
 
-def _pp(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
-def _pm(s: dict[str, Any]) -> str:
+def mean_pm(s: dict[str, Any]) -> str:
     """'88.10 ± 0.30% (n=2)': ± is the sample std over seeds."""
     if s.get("mean") is None:
         return "no finished runs"
@@ -57,12 +51,6 @@ def level_label(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
-def overrides_label(ov: dict[str, Any]) -> str:
-    """`activation=tanh, channels=[24, 44]`; no overrides = 'defaults'."""
-    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-                     for k, v in sorted(ov.items())) or "defaults"
-
-
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, Any]:
     """a − b over the seeds both have (same seed = same data order): mean, 95% CI, wins.
 
@@ -74,16 +62,16 @@ def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, Any
     seeds = sorted(set(a) & set(b), key=int)
     diffs = [a[s] - b[s] for s in seeds]
     st = summarize(diffs)  # mean and the Student-t 95% CI of the mean
-    out: dict[str, Any] = {"n": len(diffs), "mean": _r(st["mean"]),
+    out: dict[str, Any] = {"n": len(diffs), "mean": rnd(st["mean"]),
                            "higher_in": sum(d > 0 for d in diffs), "ci_low": None,
                            "ci_high": None, "resolved": False}
     if st["ci_low"] is not None:
-        out.update(ci_low=_r(st["ci_low"]), ci_high=_r(st["ci_high"]),
+        out.update(ci_low=rnd(st["ci_low"]), ci_high=rnd(st["ci_high"]),
                    resolved=bool(st["ci_low"] > 0 or st["ci_high"] < 0))
     return out
 
 
-def _verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
+def paired_verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
     """a vs b (level rows): direction per seed and the paired 95% CI, in words."""
     d = paired_difference(a["test_acc_by_seed"], b["test_acc_by_seed"])
     if not d["n"]:
@@ -123,12 +111,7 @@ def minimal_overrides(variant: str, overrides: dict[str, Any], ignore: Any = ()
             if k not in ignore and not is_default(variant, {k: v})}
 
 
-def config_key(cfg: dict[str, Any]) -> str:
-    """A configuration = a run's resolved config without its seed."""
-    return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True)
-
-
-def _acc(r: Record) -> float | None:
+def acc_of(r: Record) -> float | None:
     if r.get("status") != "ok":
         return None
     return (r.get("metrics") or {}).get("test_acc")

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from bench.d2l.activations import (
     LAYER_DOC,
-    _models_by_variant,
     forward_with_activations,
     layer_modules,
     load_run_model,
+    models_by_variant,
     to_input,
 )
-from bench.d2l.common import Record, _r, _stats
+from bench.d2l.common import Record, rnd, stats_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,10 +122,10 @@ def ood_summary(
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    from bench.d2l import figures as figs
     from bench.data import DATASETS
-    from report import activations as figs
 
-    models = _models_by_variant(records, group_names)
+    models = models_by_variant(records, group_names)
     if not models:
         return {"answer": "ood: no finished runs yet.", "variants": {}}
     dataset = next(iter(models.values()))[0]["dataset"]
@@ -157,31 +157,31 @@ def ood_summary(
                 top = int(hist.argmax())
                 entry: dict[str, Any] = {
                     "n": len(msp),
-                    "msp_mean": _r(msp.mean()),
-                    "msp_median": _r(np.median(msp)),
-                    "frac_msp_above_0.9": _r((msp > 0.9).mean()),
-                    "entropy_mean_nats": _r(ent.mean()),
-                    "entropy_mean_normalized": _r(ent.mean() / math.log(n_classes)),
+                    "msp_mean": rnd(msp.mean()),
+                    "msp_median": rnd(np.median(msp)),
+                    "frac_msp_above_0.9": rnd((msp > 0.9).mean()),
+                    "entropy_mean_nats": rnd(ent.mean()),
+                    "entropy_mean_normalized": rnd(ent.mean() / math.log(n_classes)),
                     "predicted_class_counts": {names[c]: int(hist[c]) for c in range(n_classes)},
                     "most_predicted_class": names[top],
-                    "most_predicted_frac": _r(hist[top] / len(pred)),
+                    "most_predicted_frac": rnd(hist[top] / len(pred)),
                     "activations": {},
                 }
                 for lname, a in acts.items():
                     a64 = a.double()
-                    stat = {"mean": _r(a64.mean().item()), "std": _r(a64.std().item()),
-                            "mean_abs": _r(a64.abs().mean().item())}
+                    stat = {"mean": rnd(a64.mean().item()), "std": rnd(a64.std().item()),
+                            "mean_abs": rnd(a64.abs().mean().item())}
                     if sname == "in_distribution":
                         ref_act[lname] = stat["mean_abs"] or 0.0
                     ref = ref_act.get(lname)
                     stat["mean_abs_ratio_to_in_distribution"] = (
-                        _r(stat["mean_abs"] / ref) if ref else None)
+                        rnd(stat["mean_abs"] / ref) if ref else None)
                     entry["activations"][lname] = stat
                 if sname == "in_distribution":
                     ref_msp = msp
                 elif ref_msp is not None:
                     labels = np.r_[np.ones(len(ref_msp)), np.zeros(len(msp))]
-                    entry["auroc_msp_in_vs_this"] = _r(
+                    entry["auroc_msp_in_vs_this"] = rnd(
                         roc_auc_score(labels, np.r_[ref_msp, msp]))
                 out_sets[sname] = entry
             photos = []
@@ -190,9 +190,9 @@ def ood_summary(
                 for i, (pname, what) in enumerate(PHOTOS):
                     photos.append({"photo": pname, "shows": what,
                                    "inverted": key == "photos_inverted",
-                                   "predicted": names[int(pred[i])], "msp": _r(msp[i])})
+                                   "predicted": names[int(pred[i])], "msp": rnd(msp[i])})
             run = {"run_id": rec["run_id"], "seed": rec["seed"],
-                   "test_acc": _r(rec["metrics"].get("test_acc")), "sets": out_sets,
+                   "test_acc": rnd(rec["metrics"].get("test_acc")), "sets": out_sets,
                    "photos": photos}
             if not per_run:  # the lowest seed: figures
                 for sname, (msp, _pred, _acts) in raw.items():
@@ -211,7 +211,7 @@ def ood_summary(
         over = {}
         for sname in sets:
             over[sname] = {
-                k: _stats([r["sets"][sname][k] for r in per_run if r["sets"][sname].get(k)
+                k: stats_of([r["sets"][sname][k] for r in per_run if r["sets"][sname].get(k)
                            is not None])
                 for k in ("msp_mean", "entropy_mean_nats", "auroc_msp_in_vs_this")
                 if k in per_run[0]["sets"][sname]
@@ -249,7 +249,7 @@ def _ood_example_figures(
     """Inputs with the predicted class and MSP; conv1 maps of a few inputs vs an in-dist one."""
     import numpy as np
 
-    from report import activations as figs
+    from bench.d2l import figures as figs
 
     picks = [("photos", i) for i in range(len(PHOTOS))]
     picks += [("photos_inverted", i) for i in range(len(PHOTOS))]

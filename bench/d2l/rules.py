@@ -12,21 +12,21 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.config import config_key, overrides_label
 from bench.d2l.common import (
-    NeedsRecords,
     Record,
-    _acc,
-    _pm,
-    _pp,
-    _stats,
-    config_key,
+    acc_of,
+    mean_pm,
     minimal_overrides,
-    overrides_label,
+    pct,
+    stats_of,
 )
 from bench.errors import UsageError
+from bench.suites import NeedsRecords
 
 if TYPE_CHECKING:
     from bench.suites import Group, PlannedRun, Profile, Suite
@@ -57,8 +57,8 @@ def candidates(records: list[Record], planned: dict[str, int] | None = None,
     out = []
     for key, recs in by.items():
         recs.sort(key=lambda r: r["config"]["seed"])
-        accs = [a for a in (_acc(r) for r in recs) if a is not None]
-        s = _stats(accs)
+        accs = [a for a in (acc_of(r) for r in recs) if a is not None]
+        s = stats_of(accs)
         params = next((r["metrics"].get("params_trainable") for r in recs
                        if (r.get("metrics") or {}).get("params_trainable") is not None), None)
         groups = sorted({m.get("group") for r in recs
@@ -116,13 +116,13 @@ def apply_rule(
 
     baseline = next((c for c in cands if not c["overrides"] and c["num_epochs"] == usual
                      and c["n_ok"]), None)
-    best_s = _pm({"mean": best["mean"], "std": best["std"], "n": best["n_ok"]})
+    best_s = mean_pm({"mean": best["mean"], "std": best["std"], "n": best["n_ok"]})
     why = (f"highest mean test accuracy {best_s} of {len(qualified)} qualifying "
            f"configurations (of {len(cands)})")
     if len(qualified) > 1:
         second = qualified[1]
         why += (f"; runner-up {overrides_label(second['overrides'])} "
-                f"{_pp(second['mean'])}")
+                f"{pct(second['mean'])}")
     return {
         "rule": rule,
         "rule_text": RULES[rule],
@@ -154,7 +154,7 @@ def best_of_choices(
     from bench.records import latest_by_id, read_records, runs_path
     from bench.suites import expand, load_suite
 
-    spec = group.best_of or {}
+    spec = group.extra["best_of"]
     src, rule = spec["suite"], spec["rule"]
     how = f"run {src} first (lenet-bench run --suite {src} --profile {profile.name})"
     if results is None:
@@ -186,17 +186,19 @@ def best_of_choices(
 # --- reuse of identical finished runs (ex5 ← ex4) -------------------------------------------
 
 def reuse_finished(
-    todo: list[PlannedRun], suite: Suite, profile: str, results: Path
+    todo: list[PlannedRun], suite: Suite, profile: str, results: Path,
+    current: Callable[[PlannedRun, Record], bool] | None = None,
 ) -> tuple[list[PlannedRun], list[str]]:
     """Copy finished runs with the same run id (= same config) from a group's `reuse` suite.
 
     The copied record keeps the source's numbers, history and timing, gets this suite's
     identity (suite, group, question, memberships) and says where it came from in
-    `reused_from`. Call under this suite's results lock. Returns (still to train, reused ids).
+    `reused_from`. Only records that `current` accepts (made by this code) are copied. Call
+    under this suite's results lock. Returns (still to train, reused ids).
     """
     from bench.records import append_record, latest_by_id, read_records, runs_path, weights_path
 
-    sources = {g.name: g.reuse for g in suite.groups if g.reuse}
+    sources = {g.name: g.extra["reuse"] for g in suite.groups if g.extra.get("reuse")}
     if not sources:
         return todo, []
     cache: dict[str, dict[str, Record]] = {}
@@ -211,7 +213,8 @@ def reuse_finished(
                 cache[src] = latest_by_id(read_records(runs_path(results, src, profile)))
             rec = cache[src].get(run.run_id)
             wfile = weights_path(results, src, profile, run.run_id)
-            if rec is not None and rec.get("status") == "ok" and wfile.is_file():
+            if (rec is not None and rec.get("status") == "ok" and wfile.is_file()
+                    and (current is None or current(run, rec))):
                 found = (src, rec, wfile)
                 break
         if found is None:

@@ -22,10 +22,15 @@ import pytest
 import torch
 
 from bench.config import resolve_config
-from bench.engine import build_model, make_optimizer, set_determinism, train_epoch
-from bench.losses import LOSSES
+from bench.engine import (
+    SingleLearner,
+    build_model,
+    make_optimizer,
+    set_determinism,
+    train_epoch,
+)
 from bench.resident import device_data
-from variants import list_variants
+from variants import LOSSES, list_variants
 
 # `benchmark` selects these (-m benchmark); its kwargs are pytest-benchmark's settings: short
 # rounds keep the whole file around a minute on a shared 2-core CPU.
@@ -97,16 +102,14 @@ def test_train_step(benchmark: Any, variant: str) -> None:
 
 
 def test_engine_epoch(benchmark: Any, data_root: Path) -> None:
-    """bench.engine.train_epoch over the fixed smoke-style subset: the real hot loop."""
+    """bench.loop.train_epoch of the plain engine over the fixed smoke-style subset."""
     cfg = resolve_config("lenet_d2l", None, 0, {"train_subset": EPOCH_SUBSET}, device="cpu")
     set_determinism(cfg)
     train = device_data(cfg.dataset, "train", cfg.transform, DEVICE, data_root, EPOCH_SUBSET)
-    model = build_model(cfg).to(DEVICE)
-    opt = make_optimizer(cfg, model)
-    gen = torch.Generator().manual_seed(0)
+    learner = SingleLearner(cfg, train, train)
     benchmark.group = "engine epoch"
     _info(benchmark, variant=cfg.variant, images=EPOCH_SUBSET, batch=cfg.batch_size)
     # epoch=1: the engine's warm-up skip applies to epoch 0 only, so every step is timed work
-    row = benchmark.pedantic(train_epoch, args=(model, opt, LOSSES[cfg.loss], train, cfg, gen, 1),
-                             rounds=5, iterations=1, warmup_rounds=1)
-    assert row["timed_examples"] == EPOCH_SUBSET
+    timing = benchmark.pedantic(train_epoch, args=(learner, 1), rounds=5, iterations=1,
+                                warmup_rounds=1)
+    assert timing.timed_examples == EPOCH_SUBSET

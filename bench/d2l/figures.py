@@ -2,7 +2,8 @@
 
 Plain data in (numpy arrays, lists of dicts), PNG out, Agg backend, no timestamps in the
 files, so the same numbers give the same figures. `bench.d2l.activations` and
-`bench.d2l.ood` compute; this only draws.
+`bench.d2l.ood` compute; this only draws. (It lives with the d2l extension, not in report/,
+so that bench never imports report: only the command line does.)
 """
 
 from __future__ import annotations
