@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("--yes", action="store_true", help="allow a very large grid")
     ru.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
     ru.add_argument("--executor", choices=("local", "ray"), default="local",
-                    help="local (one by one in this process) or ray (one Ray task per run)")
+                    help="local (this machine) or ray (one Ray task per run)")
+    ru.add_argument("--jobs", default="auto", metavar="N|auto",
+                    help="local worker processes, each with cores ÷ N threads (auto: 2 on a "
+                         "CPU with 2+ cores, else 1)")
     ru.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                     help="Ray cluster to join (default: start a local Ray instance)")
     ru.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
@@ -89,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--experiment", default=None, metavar="NAME", help="default lenet-bench")
 
     from bench.gate import add_parsers
+    from bench.gate_power import add_parser as add_gate_power_parser
     from bench.perf import add_parser as add_perf_parser
 
     add_parsers(sub)
+    add_gate_power_parser(sub)
     add_perf_parser(sub)
     return p
 
@@ -99,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.export import cmd_export
     from bench.gate import cmd_calibrate, cmd_check
+    from bench.gate_power import cmd_gate_power
     from bench.perf import cmd_perf
 
     try:
@@ -111,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report": cmd_report,
             "check": cmd_check,
             "calibrate": cmd_calibrate,
+            "gate-power": cmd_gate_power,
             "perf": cmd_perf,
             "export": cmd_export,
         }[args.command]
@@ -295,8 +302,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs(value: str, device: str) -> int:
+    """--jobs: a positive integer, or auto (2 processes on a CPU with 2+ cores: measured to
+    train the suites faster there than 1 process with 2 threads; 1 on a GPU, which seed
+    packing fills instead)."""
+    import os
+
+    from bench import device as dev
+
+    if value == "auto":
+        return 2 if not dev.is_cuda(device) and (os.cpu_count() or 1) >= 2 else 1
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise UsageError(f"--jobs must be a positive integer or auto, got {value!r}") from None
+    if jobs < 1:
+        raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
+    return jobs
+
+
 def _check_executor(args: argparse.Namespace) -> None:
     """Ray options are checked (and ray imported) before anything is planned or written."""
+    if args.jobs != "auto":
+        _jobs(args.jobs, "cpu")  # a bad value fails before anything is planned
+        if args.executor == "ray":
+            raise UsageError("--jobs is for the local executor; Ray sizes tasks with "
+                             "--cpus-per-run")
     if args.executor != "ray":
         if args.address or args.gpus_per_run is not None or args.cpus_per_run is not None:
             raise UsageError("--address, --gpus-per-run and --cpus-per-run need --executor ray")
@@ -388,12 +419,17 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
             print(f"suite {suite.name}, profile {profile.name}: {len(todo)} to train, "
                   f"{len(plan) - len(todo)} already done; device {device}", flush=True)
             t0 = time.perf_counter()
+            jobs = _jobs(args.jobs, device)
             if args.executor == "ray":
                 from bench.executor_ray import execute_plan_ray
 
                 counts = execute_plan_ray(
                     todo, results, root, quiet=args.quiet, address=args.address,
                     gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+            elif jobs > 1 and len(todo) > 1:
+                from bench.executor_pool import execute_plan_pool
+
+                counts = execute_plan_pool(todo, results, root, jobs=jobs, quiet=args.quiet)
             else:
                 counts = execute_plan(todo, results, root, quiet=args.quiet)
             wall = time.perf_counter() - t0

@@ -59,10 +59,10 @@ def _train_task(cfgs: list[Any], data_root: str, wfiles: list[str],
     import torch
 
     from bench.env import environment
-    from bench.runner import _now, train_batch
+    from bench.runner import now, train_batch
 
     torch.set_num_threads(threads)
-    started = _now()
+    started = now()
     bodies, packed = train_batch(cfgs, Path(data_root), [Path(w) for w in wfiles])
     env = {**environment(cfgs[0].device), "executor": "ray", "host": platform.node(),
            "ray_node_id": ray.get_runtime_context().get_node_id()}
@@ -86,7 +86,7 @@ def execute_plan_ray(
 
     from bench import device as dev
     from bench.records import weights_path
-    from bench.runner import Progress, _now, failed_result, finish_run, pack_groups
+    from bench.runner import Progress, failed_result, finish_run, now, pack_groups
 
     ray = init_ray(address)
     threads = torch.get_num_threads()
@@ -106,7 +106,7 @@ def execute_plan_ray(
     for batch in pack_groups(todo):
         wfiles = [str(weights_path(results, r.suite, r.profile, r.run_id)) for r in batch]
         ref = remote.remote([r.config for r in batch], str(data_root), wfiles, threads)
-        pending[ref] = (batch, _now())
+        pending[ref] = (batch, now())
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

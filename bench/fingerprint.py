@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig, config_key
+from bench.datasets import DataError
 
 PROBE_EPOCHS = 3  # enough to cross a per-epoch schedule step (exponential, LeNet-5's passes)
 PROBE_BATCHES = 4  # training batches per probe epoch, at the run's own batch size
@@ -74,6 +75,8 @@ def fingerprint(cfg: RunConfig, data_root: Path) -> str:
         observed: Any = {
             "status": result.status, "history": result.history, "metrics": result.metrics,
         }
+    except DataError:
+        raise  # no data to probe with says nothing about the code
     except Exception as e:  # noqa: BLE001 — code that cannot train is a behaviour too
         observed = {"error": type(e).__name__}
     finally:

@@ -36,6 +36,7 @@ from bench.thresholds import (
     derive_threshold,
     is_num,
     load_thresholds,
+    no_false_alarm_k,
     write_thresholds,
 )
 
@@ -154,7 +155,7 @@ def judge(plan: list[Any], records: dict[str, dict[str, Any]],
             rows.append(Row(variant, ds, n, value, th.value if th else None, "FAIL",
                             "; ".join(problems)))
         elif th is None:
-            rows.append(Row(variant, ds, n, value, None, "WARN", "no threshold"))
+            rows.append(Row(variant, ds, n, value, None, "WARN", "uncalibrated: run calibrate"))
         elif value is not None and value >= th.value:
             weak = "weak threshold (near chance)" if th.value < WEAK_BELOW else ""
             rows.append(Row(variant, ds, n, value, th.value, "PASS", weak))
@@ -207,6 +208,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"note: overrides active ({ov}): these runs differ from the calibrated "
               "configuration but are compared with its thresholds")
     _note_environment(thresholds.meta.get((suite, prof)), prep.plan)
+    _note_behaviour(mine, records, prep.plan)
     print(render_rows(rows))
     for r in rows:
         if r.status == "WARN":
@@ -242,6 +244,25 @@ def _note_environment(meta: dict[str, Any] | None, plan: list[Any]) -> None:
         print(f"note: calibrated elsewhere ({'; '.join(diff)}); small differences are expected")
 
 
+def _note_behaviour(mine: dict[tuple[str, str], Threshold], records: dict[str, Any],
+                    plan: list[Any]) -> None:
+    """Bit-exact news, never a failure: variants whose code trains differently from the code
+    that made the calibration records (their fingerprints differ). A pure refactor keeps every
+    fingerprint; an intended change should be recalibrated."""
+    changed = set()
+    for r in plan:
+        th = mine.get((r.config.variant, r.config.dataset))
+        rec = records.get(r.run_id)
+        made = ((rec or {}).get("code") or {}).get("fingerprint")
+        if th is not None and th.fingerprint and made and made != th.fingerprint:
+            changed.add(r.config.variant)
+    if changed:
+        names = ", ".join(sorted(changed))
+        print(f"note: training behaviour changed since calibration for {names} (code "
+              "fingerprint differs; a refactor that changes no number keeps it): if intended, "
+              "recalibrate")
+
+
 # --- calibrate ------------------------------------------------------------------------------
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -252,7 +273,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.seeds < 2:
         raise UsageError(f"--seeds must be ≥ 2 (a spread needs two values), got {args.seeds}")
-    if args.k_sigma < 0 or not 0 <= args.min_margin < 1:
+    if (args.k_sigma is not None and args.k_sigma < 0) or not 0 <= args.min_margin < 1:
         raise UsageError("--k-sigma must be ≥ 0 and --min-margin in [0, 1)")
     th_path = Path(args.thresholds)
     th = (load_thresholds(th_path, drop_unregistered=True) if th_path.exists()
@@ -262,9 +283,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     prep = _prepare(args, seeds=args.seeds, overrides={}, train=True)
     suite, prof = prep.suite.name, prep.profile.name
     records = latest_by_id(read_records(prep.runs_file))
-    rule = (f"mean − max({args.k_sigma:g}σ, {args.min_margin:g}) over {args.seeds} seeds, "
-            f"rounded down to {FLOOR_STEP:g}")
-    table, bad = [], 0
+    samples: dict[tuple[str, str], tuple[list[Any], list[dict[str, Any]]]] = {}
+    bad = 0
     for (variant, ds), runs in sorted(_groups(prep.plan).items()):
         recs = [records.get(r.run_id) for r in runs]
         not_ok = [(r.config.seed, rec.get("status") if rec else "missing")
@@ -277,38 +297,55 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"error: {variant} on {ds}: " + ", ".join(f"seed {s} {st}" for s, st in not_ok)
                   + f"; {kept}", file=sys.stderr)
             continue
-        values = [float(rec["metrics"][METRIC]) for rec in recs if rec is not None]
-        value, mean, std = derive_threshold(values, args.k_sigma, args.min_margin)
+        samples[(variant, ds)] = (runs, [rec for rec in recs if rec is not None])
+    values_of = {key: [float(rec["metrics"][METRIC]) for rec in recs]
+                 for key, (_, recs) in samples.items()}
+    k = (args.k_sigma if args.k_sigma is not None
+         else no_false_alarm_k(list(values_of.values())))
+    rule = (f"mean − max({k:g}σ, {args.min_margin:g}) over {args.seeds} seeds, rounded down "
+            f"to {FLOOR_STEP:g}" + ("" if args.k_sigma is not None else
+                                    f"; k = {k:g}, the least half-integer ≥ {K_SIGMA:g} with "
+                                    "no false alarm on the calibration seeds"))
+    table, alarms, weak = [], 0, []
+    for (variant, ds), (runs, recs) in samples.items():
+        values = values_of[(variant, ds)]
+        value, mean, std = derive_threshold(values, k, args.min_margin)
         seeds = sorted(r.config.seed for r in runs)
-        derived = (f"mean {mean:.4f} − max({args.k_sigma:g} × std {std:.4f}, "
-                   f"{args.min_margin:g}), rounded down to {FLOOR_STEP:g}; {len(values)} seeds "
-                   f"({seeds[0]}–{seeds[-1]}) on {runs[0].config.device}")
+        derived = (f"mean {mean:.4f} − max({k:g} × std {std:.4f}, {args.min_margin:g}), "
+                   f"rounded down to {FLOOR_STEP:g}; {len(values)} seeds ({seeds[0]}–"
+                   f"{seeds[-1]}) on {runs[0].config.device}")
+        alarms += sum(v < value for v in values)
         if value < WEAK_BELOW:
-            derived += (f"; WEAK: under {WEAK_BELOW:g} (chance is 0.1), profile {prof} barely "
-                        "trains this variant, so only a missing, failed or diverged run fails")
-            warn(f"{variant} on {ds}: threshold {value:.3f} is weak ({derived.split('; ')[-1]})")
+            weak.append(variant)
+            print(f"error: {variant} on {ds}: threshold {value:.3f} is under {WEAK_BELOW:g} "
+                  "(chance is 0.1): its gate budget barely trains it; raise the `gate=` "
+                  "budget in its register_variant", file=sys.stderr)
+        prints = {(rec.get("code") or {}).get("fingerprint") for rec in recs}
         th.entries[(suite, prof, variant, ds)] = Threshold(
-            value=value,
-            derived=derived,
-            records=tuple(r.run_id for r in runs), mean=round(mean, 6), std=round(std, 6),
-            n=len(values),
+            value=value, derived=derived, records=tuple(r.run_id for r in runs),
+            mean=round(mean, 6), std=round(std, 6), n=len(values),
+            min_seed=round(min(values), 6),
+            fingerprint=prints.pop() if len(prints) == 1 and None not in prints else None,
         )
         table.append([variant, ds, len(values), f"{mean:.4f}", f"{std:.4f}",
-                      f"{min(values):.4f}", f"{value:.3f}"])
+                      f"{min(values):.4f}", f"{value:.3f}", f"{min(values) - value:+.4f}"])
     th.meta[(suite, prof)] = {
         "calibrated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seeds": args.seeds, "rule": rule, "k_sigma": float(args.k_sigma),
-        "min_margin": float(args.min_margin), "device": prep.plan[0].config.device,
-        "torch": torch.__version__, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "seeds": args.seeds, "rule": rule, "k_sigma": float(k),
+        "min_margin": float(args.min_margin), "false_alarms": alarms,
+        "device": prep.plan[0].config.device, "torch": torch.__version__, "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
     }
     write_thresholds(th)
     from tabulate import tabulate
 
     print(tabulate(table, headers=["variant", "dataset", "n", "mean", "std", "min seed",
-                                   "threshold"], tablefmt="simple", disable_numparse=True))
-    print(f"wrote {th_path} ({rule}; {prep.trained} runs trained, {len(prep.reused)} reused); "
-          f"review it (git diff {th_path}) and commit")
-    return 1 if bad else 0
+                                   "threshold", "min − threshold"], tablefmt="simple",
+                   disable_numparse=True))
+    print(f"wrote {th_path} ({rule}; {alarms} of {sum(map(len, values_of.values()))} "
+          f"calibration runs below their threshold; {prep.trained} runs trained, "
+          f"{len(prep.reused)} reused); review it (git diff {th_path}) and commit")
+    return 1 if bad or weak or alarms else 0
 
 # --- argparse -------------------------------------------------------------------------------
 
@@ -319,7 +356,7 @@ def add_parsers(sub: Any) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--suite", default="variants")
-        p.add_argument("--profile", default="smoke", help=", ".join(PROFILES))
+        p.add_argument("--profile", default="gate", help=", ".join(PROFILES))
         p.add_argument("--thresholds", default=str(THRESHOLDS_FILE), metavar="FILE")
         p.add_argument("--variants", default=None, metavar="PATTERN",
                        help="fnmatch, comma-sep")
@@ -352,5 +389,6 @@ def add_parsers(sub: Any) -> None:
                         "rewrite the thresholds file for review")
     common(ca)
     ca.add_argument("--seeds", type=int, default=5, metavar="N")
-    ca.add_argument("--k-sigma", type=float, default=K_SIGMA, metavar="K")
+    ca.add_argument("--k-sigma", type=float, default=None, metavar="K",
+                    help=f"default: the least half-integer ≥ {K_SIGMA:g} with no false alarm")
     ca.add_argument("--min-margin", type=float, default=MIN_MARGIN, metavar="M")

@@ -30,7 +30,7 @@ from bench.records import (
 from bench.suites import PlannedRun
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -64,7 +64,7 @@ def make_record(run: PlannedRun, result: RunResult, started: str,
         "metrics": result.metrics,
         "history": result.history,
         "timing": result.timing,
-        "env": {**(env or environment(cfg.device)), "started": started, "ended": _now()},
+        "env": {**(env or environment(cfg.device)), "started": started, "ended": now()},
     }
     if result.traceback is not None:
         record["traceback"] = result.traceback
@@ -124,7 +124,7 @@ def train_batch(cfgs: list[RunConfig], data_root: Path, wfiles: list[Path],
 def execute_batch(batch: list[PlannedRun], results: Path, data_root: Path, *,
                   bar: Any = None) -> list[str]:
     """Train a batch (one run, or a packed group) here and append a record per run."""
-    started = _now()
+    started = now()
     wfiles = [weights_path(results, r.suite, r.profile, r.run_id) for r in batch]
 
     def on_epoch(k: int, ev: EpochEvent) -> None:

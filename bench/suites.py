@@ -39,6 +39,8 @@ class Profile:
     test_subset: int | None
     other_dataset: bool  # "recipe" datasets widen to both datasets
     description: str
+    # Each variant trains at its own gate budget (register_variant(gate=…)) over the above.
+    variant_budget: bool = False
 
     def training_defaults(self) -> dict[str, Any]:
         d: dict[str, Any] = {"train_subset": self.train_subset, "test_subset": self.test_subset}
@@ -59,6 +61,16 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         "full", 5, None, None, None, True,
         "5 seeds, the recipe's epochs, full data, both datasets (GPU default)",
+    ),
+    "reference": Profile(
+        "reference", 5, None, None, None, False,
+        "5 seeds, the recipe's epochs, full data, the recipe's dataset (the committed answer; "
+        "suites may set their own budgets)",
+    ),
+    "gate": Profile(
+        "gate", 1, None, None, None, False,
+        "1 seed, each variant at its gate budget (where it has left its initial plateau), "
+        "full test set (CI gate)", variant_budget=True,
     ),
 }
 
@@ -396,6 +408,7 @@ def expand(
                 choices = list(picked)
         for vname in names:
             spec = get_spec(vname)
+            vdefaults = {**pdefaults, **(spec.gate if profile.variant_budget else {})}
             for ds in _datasets_for(group, spec.recipe.dataset, profile):
                 if datasets and ds not in datasets:
                     continue
@@ -408,7 +421,7 @@ def expand(
                         member.update({k: v for k, v in info.items() if k != "level"})
                     for seed in range(n_seeds):
                         cfg = resolve_config(
-                            vname, ds, seed, ov, profile_defaults=pdefaults, device=device
+                            vname, ds, seed, ov, profile_defaults=vdefaults, device=device
                         )
                         rid = cfg.run_id()
                         if rid in seen:  # the same run asked for twice (a shared baseline)

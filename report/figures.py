@@ -168,7 +168,8 @@ def topk_figure(groups: list[Group], out_dir: Path, colors: dict[str, Any],
         ax = axes[i]
         sns.pointplot(data=d, x="k", y="error (%)", hue="variant",
                       hue_order=sorted(d["variant"].unique()), order=["top-1", "top-3", "top-5"],
-                      palette=colors, errorbar="sd", dodge=0.35, ax=ax, markersize=4,
+                      palette=colors, errorbar="sd", ax=ax, markersize=4,
+                      dodge=0.35 if d["variant"].nunique() > 1 else False,  # seaborn: 1 level
                       linewidth=1.2, capsize=0.08)
         ax.set_yscale("log")
         ax.set_title(f"{ds}: top-k test error")

@@ -9,6 +9,7 @@ from bench import device as dev
 from report.collect import Record
 from report.doc import Bullets, Cell, Code, Heading, Section, Table, Text, cell, text
 from report.fmt import DASH, duration
+from report.provenance import THIS, UNCHECKED
 from report.runsets import RunSet, Split, profile_rank, runset_of
 
 
@@ -42,7 +43,8 @@ def last_ended(records: list[Record]) -> str | None:
     return max((e for e in ends if e), default=None)
 
 
-def _runsets_table(records: list[Record], split: Split | None) -> Table:
+def _runsets_table(records: list[Record], split: Split | None,
+                   code: dict[int, str] | None) -> Table:
     sets: dict[RunSet, list[Record]] = defaultdict(list)
     for r in records:
         sets[runset_of(r)].append(r)
@@ -63,10 +65,18 @@ def _runsets_table(records: list[Record], split: Split | None) -> Table:
             Cell(", ".join(sorted({r["dataset"] for r in recs}))),
             Cell(_ranges([r["seed"] for r in recs])),
             Cell(", ".join(str(e) for e in epochs) or DASH),
+            Cell(_code_cell([code.get(id(r), UNCHECKED) for r in recs]) if code else DASH),
         ))
     return Table(("suite", "profile", "device", "shown in", "runs", "ok", "diverged", "failed",
-                  "variants", "datasets", "seeds", "epochs"), tuple(rows),
+                  "variants", "datasets", "seeds", "epochs", "made by this code"), tuple(rows),
                  numeric=(False, False, False, False, True, True, True, True))
+
+
+def _code_cell(kinds: list[str]) -> str:
+    """'18 of 18', or '12 of 18 (6 other code ⚠)'."""
+    c = Counter(kinds)
+    rest = [f"{n} {k}" for k, n in sorted(c.items()) if k != THIS]
+    return f"{c[THIS]} of {len(kinds)}" + (f" ({', '.join(rest)} ⚠)" if rest else "")
 
 
 def _distinct(records: list[Record], key: str) -> str:
@@ -98,8 +108,8 @@ def _machine(records: list[Record]) -> list[Text]:
 
 
 def header_section(records: list[Record], variants: list[tuple[str, str, str]],
-                   superseded: list[Record] | None = None, split: Split | None = None
-                   ) -> Section:
+                   superseded: list[Record] | None = None, split: Split | None = None,
+                   code: dict[int, str] | None = None) -> Section:
     """`variants`: (name, source, description) of every variant that has records;
     `superseded`: older records of the same run (left out, but said); `split`: which run sets
     lead and which are in the appendix."""
@@ -112,7 +122,7 @@ def header_section(records: list[Record], variants: list[tuple[str, str, str]],
     sets = len({runset_of(r) for r in records})
     sec.para(f"{len(records)} runs in {sets} run set{'s' if sets > 1 else ''} (suite × profile "
              "× device); each suite's most complete one leads, the others are in the appendix:")
-    sec.add(_runsets_table(records, split))
+    sec.add(_runsets_table(records, split, code))
     when = f"{min(starts) if starts else DASH} → {last_ended(records) or DASH} (UTC)"
     items = tuple(_machine(records)) + (
         text(f"when: {when}"),

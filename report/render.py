@@ -20,6 +20,7 @@ from report.header import header_section, last_ended
 from report.html import to_html
 from report.leaderboard import leaderboard_section
 from report.markdown import to_markdown
+from report.provenance import code_of, stale_sentence
 from report.published import published_rows, published_section
 from report.reproduce import reproduce_section
 from report.runsets import RunSet, split_runsets
@@ -60,9 +61,13 @@ def build(records: list[Record], results: Path, out_dir: Path,
     d2l = d2l_questions(split.lead, split.sets, results)
     end = last_ended(records)
     t = split.many_devices
+    code = code_of(records, data_root)
     intro: list[Block] = [Para(text(
         f"Rendered from the run records under results/ (latest record: {end or 'none'}). "
         "Every number below is computed from those records; nothing is retrained."))]
+    stale = stale_sentence(records, code)
+    if stale:
+        intro.append(Para(text(stale)))
     sections = [
         summary_section(split, tests, pub, d2l),
         leaderboard_section(main, t),
@@ -71,7 +76,7 @@ def build(records: list[Record], results: Path, out_dir: Path,
         d2l_section(d2l, results, out_dir, t),
         figures_section(main, results, out_dir, data_root, t),
         speed_section(results),
-        header_section(records, _variants(records), superseded, split),
+        header_section(records, _variants(records), superseded, split, code),
         reproduce_section(records),
         appendix_section(split),
     ]

@@ -118,3 +118,25 @@ def test_cuda_only_in_the_device_module() -> None:
             if re.search(r"[\"']cuda[\"']|\.type == |torch\.cuda\.", line):
                 hits.append((name, i, line.strip()))
     assert {h[0] for h in hits} <= {"bench.device"}, hits
+
+
+# bench/ is one package in two layers. The library trains and records: a new application
+# (a tracker export, another executor) is written against it. The applications drive it and
+# may import each other; the library never imports an application.
+LIBRARY = {
+    "bench", "bench.config", "bench.data", "bench.datasets", "bench.device", "bench.engine",
+    "bench.env", "bench.errors", "bench.fingerprint", "bench.fsio", "bench.idx", "bench.loop",
+    "bench.metrics", "bench.packed", "bench.providers", "bench.records", "bench.resident",
+    "bench.runner", "bench.safe_pickle", "bench.suites",
+}
+
+
+def test_the_library_never_imports_an_application() -> None:
+    graph = _graph()
+    bench_modules = {m for m in graph if m.startswith("bench")}
+    apps = bench_modules - LIBRARY
+    assert {"bench.cli", "bench.gate", "bench.perf", "bench.executor_ray", "bench.export",
+            "bench.d2l"} <= apps
+    assert LIBRARY <= bench_modules, "a library module was renamed: update LIBRARY"
+    wrong = {(m, d) for m in LIBRARY for d in graph[m] if d in apps or d.startswith("report")}
+    assert wrong == set()

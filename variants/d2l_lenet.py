@@ -120,6 +120,7 @@ def _tweakable(**kw: object) -> TweakableLeNet:
         "MXNet edition, SGD lr 0.9, batch 256, 10 epochs: loss 0.471, train acc 0.822, "
         "50,778.8 examples/s on one GPU",
     ),
+    gate={"num_epochs": 8},
 )
 def lenet_d2l(
     *,
@@ -145,6 +146,7 @@ def lenet_d2l(
         "Xavier-uniform weights, PyTorch's default biases."
     ),
     published=Published("test_acc", 0.8936, _FASHION, "15 epochs, SGD lr 0.1, batch 128; 1 run"),
+    gate={"num_epochs": 2},
 )
 def lenet_modern(
     *,
@@ -175,6 +177,7 @@ def lenet_modern(
         "test_acc", 0.8949, _FASHION,
         "the blog's channel table at [6,16]: mean of 3 runs, 15 epochs, SGD lr 0.1, batch 128",
     ),
+    gate={"num_epochs": 2},
 )
 def lenet_tweakable(
     *,

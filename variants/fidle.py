@@ -87,6 +87,7 @@ class FidleCNN(LeNetBase):
         "from a bug: softmax over dim 0 (the batch) before the cross-entropy loss; a correct "
         "MLP of this size gets about 0.98 (see mlp_softmax_dim0)",
     ),
+    gate={"num_epochs": 2},
 )
 def mlp() -> FidleMLP:
     return FidleMLP(softmax_dim0=False)
@@ -120,6 +121,7 @@ def mlp_softmax_dim0() -> FidleMLP:
         "1176-64-10 with ReLU; Adam lr 1e-3, batch 512, 32 epochs."
     ),
     published=Published("test_acc", 0.9815, _MNIST),
+    gate={"num_epochs": 2},
 )
 def cnn_fidle() -> FidleCNN:
     return FidleCNN(deep=False)
@@ -135,6 +137,7 @@ def cnn_fidle() -> FidleCNN:
         "the first two), then 294-64-10 with ReLU; Adam lr 1e-3, batch 512, 32 epochs."
     ),
     published=Published("test_acc", 0.9848, _MNIST),
+    gate={"num_epochs": 3},
 )
 def cnn2_fidle() -> FidleCNN:
     return FidleCNN(deep=True)

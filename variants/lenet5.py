@@ -261,6 +261,7 @@ _LENET5_RECIPE = Recipe(
         "(5e-4, 2e-4, 1e-4, 5e-5, 1e-5 relative to 5e-4); 20 passes, no distortions."
     ),
     published=Published("test_error", 0.0095, _MNIST, "no distortions; 0.8% with distortions"),
+    gate={"num_epochs": 1},
 )
 def lenet5() -> LeNet5:
     return LeNet5(output="rbf")

@@ -109,6 +109,7 @@ class LeNet5Notebook(LeNetBase):
     published=Published(
         "test_error", None, "mnist", "top-1/top-3 error curves and a confusion matrix only"
     ),
+    gate={"num_epochs": 3},
 )
 def lenet5_softmax() -> LeNet5Notebook:
     return LeNet5Notebook()

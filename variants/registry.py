@@ -102,6 +102,9 @@ class VariantSpec:
     # The SPEC.md §2 row whose parameter count and recipe this variant must match (tests read
     # SPEC itself); None for a network of this project's own, e.g. an ablation.
     spec_row: str | None = None
+    # The CI gate's budget for it (profile `gate`): where it has left its initial plateau and
+    # its accuracy is steady across seeds. Keys: num_epochs, train_subset, test_subset.
+    gate: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GATE))
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
@@ -126,6 +129,9 @@ def register_loss(name: str) -> Callable[[LossFn], LossFn]:
 def cross_entropy(scores: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(scores, y)
 _OWN_ROW = object()  # register_variant's default spec_row: the variant's own name
+GATE_KEYS = ("num_epochs", "train_subset", "test_subset")
+# A variant that names no gate budget: one epoch of a fixed 10,000-image subset (as smoke).
+DEFAULT_GATE: dict[str, Any] = {"num_epochs": 1, "train_subset": 10_000}
 
 
 def register_variant(
@@ -138,6 +144,7 @@ def register_variant(
     published: Published | None = None,
     in_default_suites: bool = True,
     spec_row: str | None | object = _OWN_ROW,
+    gate: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a keyword-only builder under `name`; a second registration of a name raises.
 
@@ -167,7 +174,11 @@ def register_variant(
             family=builder.__module__.rsplit(".", 1)[-1],
             defaults=defaults,
             spec_row=name if spec_row is _OWN_ROW else spec_row,  # type: ignore[arg-type]
+            gate=dict(DEFAULT_GATE if gate is None else gate),
         )
+        bad = sorted(set(spec.gate) - set(GATE_KEYS))
+        if bad:
+            raise ValueError(f"variant {name!r}: gate keys {bad} unknown; valid: {GATE_KEYS}")
         with torch.random.fork_rng(devices=[]):  # building draws weights: leave no trace
             built = count_trainable_params(builder())
         if built != params:

@@ -58,6 +58,7 @@ class LeNet5BN(LeNetBase):
         "test_acc", 0.9881, "mnist",
         "the tutorial normalized its test set with 0.1325/0.3105 instead of 0.1307/0.3081",
     ),
+    gate={"num_epochs": 1},
 )
 def lenet5_bn() -> LeNet5BN:
     return LeNet5BN()

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ from bench.d2l.common import (
     stats_of,
 )
 from bench.errors import UsageError
+from bench.fsio import atomic_write
 from bench.suites import NeedsRecords
 
 if TYPE_CHECKING:
@@ -221,11 +220,7 @@ def reuse_finished(
             rest.append(run)
             continue
         src, rec, wfile = found
-        dst = weights_path(results, suite.name, profile, run.run_id)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".tmp")
-        shutil.copyfile(wfile, tmp)
-        os.replace(tmp, dst)
+        atomic_write(weights_path(results, suite.name, profile, run.run_id), wfile.read_bytes())
         new = {
             **rec,
             "suite": run.suite, "profile": run.profile, "group": run.group,

@@ -1,0 +1,63 @@
+"""`run --jobs N`: worker processes train, this process alone writes the records."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.executor_pool import threads_per_job
+from tests.conftest import read_jsonl
+
+CHEAP = ["--variants", "mlp,cnn2_fidle,cnn_fidle", "--set", "train_subset=1024", "--set",
+         "test_subset=256"]
+
+
+def _run(results: Path, *extra: str) -> int:
+    return main(["run", "--suite", "variants", "--profile", "smoke", "--quiet", "--results",
+                 str(results), *CHEAP, *extra])
+
+
+def test_two_jobs_write_the_same_run_ids_as_one_with_one_record_each(
+        tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _run(one, "--jobs", "1") == 0
+    assert _run(two, "--jobs", "2") == 0
+    a = read_jsonl(one / "variants/smoke/runs.jsonl")
+    b = read_jsonl(two / "variants/smoke/runs.jsonl")
+    assert Counter(r["run_id"] for r in a) == Counter(r["run_id"] for r in b)
+    assert len(b) == 3 and len({r["run_id"] for r in b}) == 3
+    by_id = {r["run_id"]: r for r in a}
+    for r in b:
+        assert r["status"] == "ok" and r["env"]["executor"] == "pool"
+        assert r["env"]["threads"] == threads_per_job(2)
+        assert r["config"] == by_id[r["run_id"]]["config"]  # same config, same run id
+        assert r["code"]["fingerprint"] == by_id[r["run_id"]]["code"]["fingerprint"]
+        assert (two / "variants/smoke/weights" / f"{r['run_id']}.safetensors").is_file()
+    capsys.readouterr()
+    assert _run(two, "--jobs", "2") == 0  # resume: nothing left to train
+    assert "nothing to train" in capsys.readouterr().out
+    assert len(read_jsonl(two / "variants/smoke/runs.jsonl")) == 3
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("0", "--jobs must be ≥ 1"), ("two", "--jobs must be a positive integer or auto")])
+def test_bad_jobs_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     value: str, fragment: str) -> None:
+    assert _run(tmp_path / "r", "--jobs", value) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_jobs_are_for_the_local_executor(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(tmp_path / "r", "--jobs", "2", "--executor", "ray") == 2
+    assert "--jobs is for the local executor" in capsys.readouterr().err
+
+
+def test_threads_per_job() -> None:
+    assert threads_per_job(2, 2) == 1 and threads_per_job(1, 2) == 2
+    assert threads_per_job(4, 2) == 1 and threads_per_job(2, 16) == 8
