@@ -51,7 +51,8 @@ def test_list_json_has_every_variant() -> None:
         assert v["params"] == get_spec(v["name"]).params
         assert v["flops_per_example"] > 0 and v["input_size"] in (28, 32)
         assert v["recipe"]["dataset"] in ("mnist", "fashion-mnist")
-    assert "variants" in data["suites"] and set(data["profiles"]) == {"smoke", "quick", "full"}
+    assert "variants" in data["suites"] and set(data["profiles"]) == {
+        "smoke", "gate", "quick", "reference", "full"}
 
 
 def test_show_prints_layers() -> None:

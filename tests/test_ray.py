@@ -17,8 +17,10 @@ CHEAP = ["--variants", "mlp,cnn2_fidle", "--set", "train_subset=1024", "--set",
 
 
 def _run(tmp: Path, *extra: str) -> int:
+    # --jobs 1 for the local side: the same threads per run as a Ray task, so the same bits
+    jobs = [] if "ray" in extra else ["--jobs", "1"]
     return main(["run", "--suite", "variants", "--profile", "smoke", "--quiet",
-                 "--results", str(tmp), *extra])
+                 "--results", str(tmp), *jobs, *extra])
 
 
 def _records(tmp: Path) -> dict[str, dict[str, Any]]:

@@ -108,7 +108,8 @@ def test_a_failing_run_is_recorded_and_the_suite_goes_on(
         return real(cfg, *a, **k)
 
     monkeypatch.setattr(runner, "run_training", flaky)
-    rc = main(["run", "--suite", "variants", "--profile", "smoke", "--quiet", "--results",
+    rc = main(["run", "--jobs", "1", "--suite", "variants", "--profile", "smoke", "--quiet",
+               "--results",
                str(tmp_path), "--variants", "cnn2_fidle,cnn_fidle,mlp", *TINY])
     assert rc == 0
     recs = {r["variant"]: r for r in read_jsonl(tmp_path / "variants/smoke/runs.jsonl")}
