@@ -14,7 +14,8 @@ SMALL = ["--set", "train_subset=2000", "--set", "test_subset=500"]
 
 
 def _run(tmp: Path, *extra: str) -> int:
-    return main(["run", "--suite", "variants", "--profile", "smoke", "--quiet",
+    # One process, so records land in plan order (with --jobs 2 they land as runs finish).
+    return main(["run", "--suite", "variants", "--profile", "smoke", "--quiet", "--jobs", "1",
                  "--results", str(tmp), *extra])
 
 
