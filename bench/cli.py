@@ -303,8 +303,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _jobs(value: str, device: str) -> int:
-    """--jobs: a positive integer, or auto (2 processes on a CPU with 2+ cores: measured to
-    train the suites faster there than 1 process with 2 threads; 1 on a GPU, which seed
+    """--jobs: a positive integer, or auto (2 processes on a CPU with 2+ cores, after issue
+    14's measurement there: 2 one-thread runs at a time trained lenet_modern 1.41× faster
+    than one two-thread run; not yet re-measured on whole suites. 1 on a GPU, which seed
     packing fills instead)."""
     import os
 

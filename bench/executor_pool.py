@@ -15,7 +15,6 @@ import os
 import sys
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ def execute_plan_pool(todo: list[PlannedRun], results: Path, data_root: Path, *,
                     env, packed = None, False
                     try:
                         started, outs, packed, env = fut.result()
-                    except (BrokenProcessPool, Exception) as e:  # noqa: BLE001 — a dead worker
+                    except Exception as e:  # noqa: BLE001 — a run's error, or a dead worker
                         out = failed_result(e, f"{type(e).__name__}: {e}")
                         outs = [out] * len(batch)
                         print(f"worker for {batch[0].config.variant} failed: {out.error}",

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from bench.errors import UsageError
 from bench.fsio import atomic_write
-from bench.records import all_runs_files, latest_by_id, read_records, weights_path
+from bench.records import Record, all_runs_files, latest_by_id, read_records, weights_path
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Record = dict[str, Any]
 
 FORMATS = ("csv", "parquet")
 DEFAULT_EXPERIMENT = "lenet-bench"
@@ -105,10 +104,7 @@ def select_records(results: Path, suite: str | None = None,
             continue
         if profiles and not any(fnmatch.fnmatchcase(p, pat) for pat in profiles):
             continue
-        for rec in latest_by_id(read_records(path)).values():
-            rec.setdefault("suite", s)
-            rec.setdefault("profile", p)
-            out.append(rec)
+        out.extend(latest_by_id(read_records(path)).values())  # suite/profile filled on read
     if not out:
         what = "".join(f" {k} {v!r}" for k, v in (("suite", suite), ("profile", profile)) if v)
         sel = f" matching{what}" if what else ""

@@ -103,13 +103,3 @@ def code_block(cfg: RunConfig, data_root: Path) -> dict[str, Any]:
                   f"probe v{VERSION}"),
     }
 
-
-class Freshness:
-    """Sorts a suite's finished records into made by this code (current) or not (stale)."""
-
-    def __init__(self, data_root: Path) -> None:
-        self.data_root = data_root
-
-    def current(self, cfg: RunConfig, record: dict[str, Any]) -> bool:
-        made = record_fingerprint(record)
-        return made is not None and made == fingerprint(cfg, self.data_root)
