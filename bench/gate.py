@@ -50,6 +50,8 @@ class Prepared:
     runs_file: Path
     trained: int
     reused: list[str]  # run ids whose existing records were used
+    results: Path
+    data_root: Path
 
 
 def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str, Any],
@@ -84,7 +86,7 @@ def _prepare(args: argparse.Namespace, *, seeds: int | None, overrides: dict[str
             execute_plan(todo, results, root, quiet=args.quiet)
     todo_ids = {r.run_id for r in todo}
     return Prepared(suite, profile, plan, path, len(todo) if train else 0,
-                    [r.run_id for r in plan if r.run_id not in todo_ids])
+                    [r.run_id for r in plan if r.run_id not in todo_ids], results, root)
 
 
 def _check_one_config_per_key(plan: list[Any], suite: str) -> None:
@@ -164,6 +166,49 @@ def judge(plan: list[Any], records: dict[str, dict[str, Any]],
     return rows
 
 
+def contract_problems(plan: list[Any], records: dict[str, dict[str, Any]], results: Path,
+                      root: Path) -> dict[tuple[str, str], str]:
+    """(variant, dataset) → what breaks the contracts of bench.contracts: the inputs as the
+    engine holds them, and evaluation of the first seed's trained weights."""
+    from bench.config import config_from_record
+    from bench.contracts import evaluation_problem, input_problem
+    from bench.engine import load_weights
+    from bench.records import weights_path
+    from bench.resident import device_data
+    from variants import LOSSES
+
+    out: dict[tuple[str, str], str] = {}
+    inputs: dict[str, str | None] = {}
+    for (variant, ds), runs in sorted(_groups(plan).items()):
+        cfg = runs[0].config
+        key = f"{ds} {sorted(cfg.transform.items())}"
+        if key not in inputs:
+            inputs[key] = input_problem(ds, cfg.transform, root)
+        problems = [f"inputs: {inputs[key]}"] if inputs[key] else []
+        for r in runs:
+            rec = records.get(r.run_id)
+            wfile = weights_path(results, r.suite, r.profile, r.run_id)
+            if rec is not None and rec.get("status") == "ok" and wfile.is_file():
+                model = load_weights(config_from_record(rec["config"]), wfile)
+                test = device_data(ds, "test", cfg.transform, "cpu", root)
+                problem = evaluation_problem(model, test, LOSSES[cfg.loss])
+                if problem:
+                    problems.append(problem)
+                break
+        if problems:
+            out[(variant, ds)] = "; ".join(problems)
+    return out
+
+
+def apply_contracts(rows: list[Row], problems: dict[tuple[str, str], str]) -> None:
+    """A broken contract fails its row, whatever the accuracy says."""
+    for r in rows:
+        p = problems.get((r.variant, r.dataset))
+        if p:
+            keep = r.note if r.status == "FAIL" else ""
+            r.status, r.note = "FAIL", "; ".join(x for x in (keep, p) if x)
+
+
 def render_rows(rows: list[Row]) -> str:
     from tabulate import tabulate
 
@@ -179,7 +224,8 @@ def render_rows(rows: list[Row]) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Gate a suite/profile's accuracy against the thresholds file; exit 1 on any FAIL."""
+    """Gate a suite/profile's accuracy against the thresholds file, and the contracts of
+    bench.contracts (inputs, evaluation); exit 1 on any FAIL."""
     from bench.config import parse_assignments
     from bench.records import latest_by_id, read_records
 
@@ -200,6 +246,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     mine = thresholds.for_profile(suite, prof)
     records = latest_by_id(read_records(prep.runs_file))
     rows = judge(prep.plan, records, mine)
+    apply_contracts(rows, contract_problems(prep.plan, records, prep.results, prep.data_root))
 
     print(f"\ngate: suite {suite}, profile {prof}, metric {METRIC} (mean over the seeds), "
           f"thresholds {th_path}")

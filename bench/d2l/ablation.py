@@ -84,6 +84,13 @@ def ablation_summary(
     return {"groups": out_groups, "answer": " ".join(answers)}
 
 
+def _budget_word(best_of: dict[str, Any]) -> str:
+    """Whether the pick rests on runs at their recipe's full budget (older picks: unknown)."""
+    full = best_of.get("full_budget")
+    return "budget not recorded" if full is None else (
+        "the recipe's full budget" if full else "cut short of the recipe's budget")
+
+
 def _ablation_answer(g: Group, rows: list[dict[str, Any]], best_of: dict | None) -> str:
     done = [r for r in rows if r["test_acc"]["mean"] is not None]
     if not done:
@@ -99,7 +106,9 @@ def _ablation_answer(g: Group, rows: list[dict[str, Any]], best_of: dict | None)
         base_fm = (best_of.get("baseline") or {}).get("mean_test_acc")
         text = (f"{g.name}: the rule {best_of['rule']} picked "
                 f"{overrides_label(b['overrides'])} from {best_of['suite']} "
-                f"({pct(b['mean_test_acc'])} there vs the baseline's {pct(base_fm)}). ")
+                f"({pct(b['mean_test_acc'])} there vs the baseline's {pct(base_fm)}, "
+                f"{b['n']} seeds at {best_of.get('num_epochs')} epochs, "
+                f"{_budget_word(best_of)}). ")
         pick = next((r for r in done if r["level"] != "baseline"), None)
         if not b["overrides"]:
             text += (f"That is the baseline itself; on {done[0]['dataset']} it gets "

@@ -35,14 +35,30 @@ RULES = {
         "Among the source suite's configurations trained for its usual number of epochs (the "
         "most common one, so longer epochs-curve runs cannot win by training longer), keep "
         "those whose every planned seed has a record with status ok and at least as many "
-        "seeds as this profile asks for; pick the highest mean final test accuracy over "
-        "seeds; ties go to fewer trainable parameters, then to the shorter override list."
+        "seeds as this profile asks for (3 when it asks for more); pick the highest mean "
+        "final test accuracy over seeds; ties go to fewer trainable parameters, then to the "
+        "shorter override list. The pick says whether those runs had their recipe's full "
+        "budget (all epochs, full training set) or were cut short."
     ),
 }
 
+#: The fewest seeds a configuration needs to be picked when the profile asks for more.
+PICK_MIN_SEEDS = 3
 
 
 # --- ex3: the best-configuration rule -------------------------------------------------------
+
+def full_budget(rec: Record) -> bool:
+    """Trained at its variant's recipe: all the recipe's epochs on the full training set."""
+    from variants import get_spec
+
+    cfg = rec["config"]
+    try:
+        epochs = get_spec(rec["variant"]).recipe.num_epochs
+    except ValueError:  # a variant no longer registered
+        return False
+    return cfg.get("num_epochs") == epochs and cfg.get("train_subset") is None
+
 
 def candidates(records: list[Record], planned: dict[str, int] | None = None,
                ignore: Any = ()) -> list[dict]:
@@ -69,6 +85,7 @@ def candidates(records: list[Record], planned: dict[str, int] | None = None,
                                            ignore),
             "groups": groups,
             "num_epochs": recs[0]["config"]["num_epochs"],
+            "full_budget": all(full_budget(r) for r in recs),
             "n": len(recs),
             "n_ok": len(accs),
             "planned": (planned or {}).get(key, len(recs)),
@@ -126,6 +143,7 @@ def apply_rule(
         "rule": rule,
         "rule_text": RULES[rule],
         "num_epochs": usual,
+        "full_budget": best["full_budget"],
         "candidates": len(cands),
         "qualified": len(qualified),
         "chosen": brief(best),
@@ -169,7 +187,8 @@ def best_of_choices(
         raise NeedsRecords(f"suite {suite_name!r} picks its configuration from {src}'s "
                            f"records (profile {profile.name}) and {path} has none: {how}")
     try:
-        pick = apply_rule(rule, recs, min_seeds=n_seeds, planned=dict(planned),
+        pick = apply_rule(rule, recs, min_seeds=min(n_seeds, PICK_MIN_SEEDS),
+                          planned=dict(planned),
                           ignore=set(overrides or {}))
     except NeedsRecords as e:
         raise NeedsRecords(f"suite {suite_name!r}: {src}'s records in {path}: {e}; {how}") \
