@@ -131,13 +131,35 @@ def _gate(project: Path, results: Path, data_root: Path, thresholds: Path,
 
 
 def _failing(output: str) -> list[str]:
-    """The gate table's FAIL rows (variant, value, threshold), or the error it died with."""
-    rows = [" ".join(line.split()[:2] + line.split()[3:5]) for line in output.splitlines()
-            if " FAIL " in f" {line} " and not line.startswith(("FAIL", "gate"))]
+    """The gate table's FAIL rows (variant, dataset, value, threshold, and the note when it
+    is not the plain "below threshold"), or the error the gate died with."""
+    rows = []
+    for line in output.splitlines():
+        parts = line.split()
+        if "FAIL" not in parts[5:7] or line.startswith(("FAIL", "gate")):
+            continue
+        note = " ".join(parts[parts.index("FAIL") + 1:])
+        rows.append(" ".join(parts[:2] + parts[3:5])
+                    + (f" ({note})" if note and note != "below threshold" else ""))
     if rows:
         return rows
     tail = [ln for ln in output.strip().splitlines() if ln.strip()][-1:]
     return tail
+
+
+#: How the notes of bench.contracts' failures begin (bench.gate.contract_problems).
+CONTRACT_MARKS = ("inputs: ", "evaluation changed", "evaluation depends")
+
+
+def caught_by(failing: list[str]) -> str:
+    """What caught a mutant: accuracy (a row below its threshold or a failed run), the
+    contracts of bench.contracts (inputs, evaluation), or both."""
+    def is_contract(f: str) -> bool:
+        return any(m in f for m in CONTRACT_MARKS)
+
+    contract = any(is_contract(f) for f in failing)
+    accuracy = any(not is_contract(f) or "below threshold" in f for f in failing)
+    return "both" if contract and accuracy else ("contract" if contract else "accuracy")
 
 
 def run_one(mutant: Mutant | None, work: Path, data_root: Path, thresholds: Path,
@@ -158,8 +180,12 @@ def run_one(mutant: Mutant | None, work: Path, data_root: Path, thresholds: Path
         result = "pass" if rc == 0 else "false alarm"
     else:
         result = "caught" if rc != 0 else "missed"
-    return {**outcome, "result": result, "exit": rc, "seconds": round(seconds, 1),
-            "failing": _failing(output) if rc != 0 else [], "output_tail": output[-3000:]}
+    failing = _failing(output) if rc != 0 else []
+    out = {**outcome, "result": result, "exit": rc, "seconds": round(seconds, 1),
+           "failing": failing, "output_tail": output[-3000:]}
+    if result == "caught":
+        out["caught_by"] = caught_by(failing)
+    return out
 
 
 def cmd_gate_power(args: argparse.Namespace) -> int:
@@ -188,21 +214,23 @@ def cmd_gate_power(args: argparse.Namespace) -> int:
               + (f": {'; '.join(out['failing'])}" if out.get("failing") else ""), flush=True)
     rows = [["baseline", "–", outcomes[0]["result"], "; ".join(outcomes[0]["failing"])]]
     for m, out in zip(chosen, outcomes[1:], strict=True):
-        rows.append([m.name, m.kind, out["result"], out.get("detail") or "; ".join(
-            out["failing"])])
-    print(tabulate(rows, headers=["mutant", "kind", "result", "gate's failing rows"],
+        result = out["result"] + (f" ({out['caught_by']})" if out.get("caught_by") else "")
+        rows.append([m.name, m.kind, result, out.get("detail") or "; ".join(out["failing"])])
+    print(tabulate(rows, headers=["mutant", "kind", "result (by)", "gate's failing rows"],
                    tablefmt="simple"))
     judged = [o for o in outcomes[1:] if o["result"] in ("caught", "missed")]
     caught = sum(o["result"] == "caught" for o in judged)
     stale = sum(o["result"] == "stale" for o in outcomes[1:])
+    by_acc = sum(o.get("caught_by") in ("accuracy", "both") for o in judged)
     print(f"caught {caught} of {len(judged)} mutants"
-          + (f" ({100 * caught / len(judged):.0f}%)" if judged else "")
+          + (f" ({100 * caught / len(judged):.0f}%; by accuracy alone {by_acc})"
+             if judged else "")
           + (f"; {stale} stale (their target text is gone: update them)" if stale else "")
           + f"; baseline: {outcomes[0]['result']}")
     record = {
         "kind": "gate-power", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "thresholds": str(thresholds), "caught": caught, "judged": len(judged),
-        "stale": stale, "baseline": outcomes[0]["result"],
+        "stale": stale, "baseline": outcomes[0]["result"], "caught_by_accuracy": by_acc,
         "mutants": [asdict(m) for m in chosen], "outcomes": outcomes,
         "env": environment("cpu"),
     }

@@ -76,7 +76,7 @@ PROFILES: dict[str, Profile] = {
 
 GROUP_KEYS = {
     "name", "question", "factor", "variants", "datasets", "set", "grid", "profiles",
-    "published",
+    "published", "only_profiles",
 }
 PUBLISHED_KEYS = {"source", "metric", "note", "levels"}
 SUITE_KEYS = {"description", "groups", "profiles", "extension", "member_of"}
@@ -157,6 +157,9 @@ class Group:
     # {source, metric, note, levels: [{level, value}]}, `level` as factor_value gives it.
     published: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # the suite's extension's keys
+    # Profiles the group runs in (None: all). E.g. a check that only means something at the
+    # sources' full budgets stays out of the quick and gate profiles.
+    only_profiles: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,13 @@ def parse_suite(name: str, text: str) -> Suite:
             _expect(f"{gw}.grid.{k}", v, list, "a list")
             if not v:
                 raise UsageError(f"{gw}.grid.{k} is an empty list: the group would have no runs")
+        only = g.get("only_profiles")
+        if only is not None:
+            _expect(f"{gw}.only_profiles", only, list, "a list of profile names")
+            for pname in only:
+                if pname not in PROFILES:
+                    raise UsageError(f"{gw}.only_profiles: unknown profile {pname!r}; valid: "
+                                     f"{', '.join(PROFILES)}")
         factor = g.get("factor")
         if factor is not None:
             _expect(f"{gw}.factor", factor, str, "a string")
@@ -337,6 +347,7 @@ def parse_suite(name: str, text: str) -> Suite:
                 published=(_parse_published(f"{gw}.published", g["published"])
                            if "published" in g else None),
                 extra=ext.parse(gw, g) if ext else {},
+                only_profiles=tuple(only) if only is not None else None,
             )
         )
     return Suite(name=name, description=desc, groups=groups, profiles=profiles,
@@ -386,6 +397,8 @@ def expand(
     plan: list[PlannedRun] = []
     seen: dict[str, PlannedRun] = {}
     for group in suite.groups:
+        if group.only_profiles is not None and profile.name not in group.only_profiles:
+            continue
         tweaks = {**suite.profiles.get(profile.name, {}), **group.profiles.get(profile.name, {})}
         n_seeds = seeds if seeds is not None else tweaks.get("seeds", profile.seeds)
         pdefaults = profile.training_defaults()

@@ -98,6 +98,18 @@ def test_suite_parsing_errors() -> None:
         parse_suite("x", '[[groups]]\ngrid = { lr = 0.1 }\n')
 
 
+def test_a_group_can_run_in_some_profiles_only() -> None:
+    suite = parse_suite("t", '[[groups]]\nvariants = "mlp"\n\n[[groups]]\nname = "late"\n'
+                             'variants = "cnn_fidle"\nonly_profiles = ["reference"]\n')
+    assert {r.config.variant for r in expand(suite, PROFILES["quick"])} == {"mlp"}
+    assert {r.config.variant for r in expand(suite, PROFILES["reference"])} == {
+        "mlp", "cnn_fidle"}
+    with pytest.raises(UsageError, match="only_profiles: unknown profile 'nightly'"):
+        parse_suite("t", '[[groups]]\nvariants = "mlp"\nonly_profiles = ["nightly"]\n')
+    with pytest.raises(UsageError, match="only_profiles must be a list"):
+        parse_suite("t", '[[groups]]\nvariants = "mlp"\nonly_profiles = "full"\n')
+
+
 def test_grid_expansion_and_bad_model_option() -> None:
     suite = parse_suite("t", '[[groups]]\nvariants = "lenet_tweakable"\nfactor = "kernel_size"\n'
                              'grid = { kernel_size = [3, 5, 7] }\n')

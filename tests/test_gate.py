@@ -347,12 +347,19 @@ def test_a_mutant_whose_target_is_gone_is_stale_not_caught(tmp_path: Path) -> No
 
 
 def test_failing_rows_are_read_from_the_gate_table() -> None:
-    from bench.gate_power import _failing
+    from bench.gate_power import _failing, caught_by
 
     table = """variant    dataset    seeds    test_acc    threshold    margin    status    note
 ---------  ---------  -------  ----------  -----------  --------  --------  ------
 cnn_fidle  mnist      1/1      0.9012      0.9600       -0.0588   FAIL      below threshold
 mlp        mnist      1/1      0.9700      0.9600       +0.0100   PASS
-8 of 9 passed; FAIL: cnn_fidle/mnist (9 runs trained, 0 reused, 150.0 s)"""
-    assert _failing(table) == ["cnn_fidle mnist 0.9012 0.9600"]
+lenet5_bn  mnist      1/1      0.9840      0.9770       +0.0070   FAIL      evaluation changed the model's state (bn1.running_mean…)
+8 of 9 passed; FAIL: cnn_fidle/mnist (9 runs trained, 0 reused, 150.0 s)"""  # noqa: E501
+    failing = _failing(table)
+    assert failing == ["cnn_fidle mnist 0.9012 0.9600", "lenet5_bn mnist 0.9840 0.9770 "
+                       "(evaluation changed the model's state (bn1.running_mean…))"]
     assert _failing("Traceback …\nRuntimeError: boom") == ["RuntimeError: boom"]
+    assert caught_by(failing) == "both"
+    assert caught_by(failing[:1]) == "accuracy" and caught_by(failing[1:]) == "contract"
+    assert caught_by(["mlp mnist – 0.9250 (seed 0 diverged: training loss became nan)"]) == (
+        "accuracy")
