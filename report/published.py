@@ -29,6 +29,18 @@ REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE, TOO_FEW_SEEDS, NO_RUNS = (
     "reproduced", "not reproduced", "not comparable", "too few seeds", "no finished runs")
 
 
+#: Settings of how a run is evaluated, not how it trains: a group that changes only these
+#: still trains its source's recipe (e.g. the fidle MLP evaluated in one batch, as its
+#: notebook did, which matters because its softmax runs over the batch).
+EVAL_SETTINGS = frozenset({"eval_batch_size"})
+
+
+def trains_the_recipe(g: Group) -> bool:
+    """No override, or only evaluation settings (EVAL_SETTINGS)."""
+    return not g.overrides or all(
+        set(r.get("overrides") or {}) <= EVAL_SETTINGS for r in g.records)
+
+
 def _spec(name: str) -> VariantSpec | None:
     try:
         return get_spec(name)
@@ -150,7 +162,7 @@ def published_rows(groups: list[Group]) -> list[PubRow]:
     out = []
     for g in groups:
         spec = _spec(g.variant)
-        if spec is None or spec.published is None or g.overrides:
+        if spec is None or spec.published is None or not trains_the_recipe(g):
             continue
         if spec.published.value is not None and g.dataset == spec.published.dataset:
             out.append(judge(g, spec, groups))
@@ -189,7 +201,7 @@ def published_section(groups: list[Group], rows: list[PubRow]) -> Section:
     seen: set[str] = set()
     for g in groups:
         spec = _spec(g.variant)
-        if spec is None or spec.published is None or g.overrides:
+        if spec is None or spec.published is None or not trains_the_recipe(g):
             continue
         pub = spec.published
         if g.variant not in seen:

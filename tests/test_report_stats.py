@@ -169,3 +169,18 @@ def test_levels_format_and_order() -> None:
     assert ordered[:5] == [None, 0.01, 0.5, [84], [120, 84]]
     assert [level(v) for v in ([6, 16], 0.05, True, {"b": 1, "a": "x"})] == [
         "[6, 16]", "0.05", "true", "a=x b=1"]
+
+
+def test_only_evaluation_settings_keep_a_group_on_its_recipe() -> None:
+    from report.collect import Group
+    from report.published import trains_the_recipe
+
+    def grp(ov: dict) -> Group:
+        label = ",".join(f"{k}={v}" for k, v in ov.items())
+        return Group("variants", "reference", "mnist", "mlp_softmax_dim0", label,
+                     records=[{"overrides": ov, "status": "ok", "seed": 0, "metrics": {}}])
+
+    assert trains_the_recipe(grp({}))
+    assert trains_the_recipe(grp({"eval_batch_size": 10000}))
+    assert not trains_the_recipe(grp({"eval_batch_size": 10000, "lr": 0.1}))
+    assert not trains_the_recipe(grp({"num_epochs": 3}))
