@@ -184,3 +184,24 @@ def test_only_evaluation_settings_keep_a_group_on_its_recipe() -> None:
     assert trains_the_recipe(grp({"eval_batch_size": 10000}))
     assert not trains_the_recipe(grp({"eval_batch_size": 10000, "lr": 0.1}))
     assert not trains_the_recipe(grp({"num_epochs": 3}))
+
+
+def test_lenet_d2l_reason_compares_training_with_the_chapters_printout() -> None:
+    from report.collect import Group
+    from report.published import KNOWN
+
+    def rec(seed: int, loss: float, acc: float, tests: list[float]) -> dict:
+        hist = [{"epoch": i + 1, "test_acc": a, "train_loss": loss, "train_acc": acc}
+                for i, a in enumerate(tests)]
+        return {"status": "ok", "seed": seed, "metrics": {"test_acc": tests[-1]},
+                "history": hist, "overrides": {}}
+
+    cfg = {"lr": 0.9}
+    near = Group("variants", "reference", "fashion-mnist", "lenet_d2l", "", records=[
+        rec(0, 0.468, 0.824, [0.70, 0.78, 0.80, 0.76]), rec(1, 0.470, 0.823, [0.7, 0.79, 0.8])])
+    why = KNOWN["lenet_d2l"](near, cfg, [near])
+    assert "training matches the chapter's" in why[0] and "0.468–0.470" in why[0]
+    assert "up to 9.00 pp" in why[1]  # seed 1: 0.70 → 0.79
+    far = Group("variants", "quick", "fashion-mnist", "lenet_d2l", "", records=[
+        rec(0, 0.90, 0.65, [0.60, 0.62])])
+    assert "matches" not in KNOWN["lenet_d2l"](far, cfg, [far])[0]
