@@ -80,7 +80,13 @@ def test_variants_suite_covers_every_default_variant() -> None:
     assert len(plan) == 2 * len(list_variants(default_only=True))
     assert len({r.run_id for r in plan}) == len(plan)
     full = expand(suite, PROFILES["full"])
-    assert len(full) == 5 * 2 * len(list_variants(default_only=True))
+    zoo = [r for r in full if r.group == "zoo"]
+    assert len(zoo) == 5 * 2 * len(list_variants(default_only=True))
+    # the fidle notebook's own MLP, only at the sources' budgets (only_profiles)
+    bug = [r for r in full if r.group == "source_bug"]
+    assert {r.config.variant for r in bug} == {"mlp_softmax_dim0"} and len(bug) == 5 * 2
+    assert len(full) == len(zoo) + len(bug)
+    assert {r.group for r in plan} == {"zoo"}
     smoke = expand(suite, PROFILES["smoke"])
     assert all(r.config.train_subset == 10_000 and r.config.num_epochs == 1 for r in smoke)
 
