@@ -303,3 +303,16 @@ def test_ex4_ex5_end_to_end(tmp_path: Path, data_root: Path,
     assert photos["entropy_mean_normalized"] == pytest.approx(
         photos["entropy_mean_nats"] / math.log(10), abs=1e-5)
     assert sum(sets["uniform_noise"]["predicted_class_counts"].values()) == 20
+
+
+def test_rule_says_whether_its_pick_had_the_recipes_full_budget() -> None:
+    # lenet_tweakable's recipe: 15 epochs on the full training set
+    full = [_rec("a", s, 0.90, epochs=15) for s in range(3)] + [
+        _rec("base", s, 0.89, epochs=15) for s in range(3)]
+    pick = d2l.apply_rule("max_mean_test_acc", full, min_seeds=3)
+    assert pick["chosen"]["overrides"] == {"lr": 0.05} and pick["full_budget"] is True
+    short = [_rec("a", s, 0.90, epochs=1) for s in range(3)]
+    assert d2l.apply_rule("max_mean_test_acc", short, min_seeds=3)["full_budget"] is False
+    cut = [{**r, "config": {**r["config"], "train_subset": 10_000}} for r in full]
+    assert d2l.apply_rule("max_mean_test_acc", cut, min_seeds=3)["full_budget"] is False
+    assert d2l.rules.PICK_MIN_SEEDS == 3  # ex3 at 5 seeds reads ex2's 3-seed reference runs
