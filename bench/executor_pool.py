@@ -13,6 +13,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -27,10 +29,19 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // jobs)
 
 
-def _init_worker(threads: int) -> None:
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """A worker's watchdog: a pool worker outlives a parent that was killed (SIGTERM, SIGKILL)
+    and would train on for nobody, taking the cores from the next run."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _init_worker(threads: int, parent: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _train(cfgs: list[Any], data_root: str, wfiles: list[str]
@@ -59,7 +70,7 @@ def execute_plan_pool(todo: list[PlannedRun], results: Path, data_root: Path, *,
     ctx = multiprocessing.get_context("spawn")
     pending: dict[Future[Any], tuple[list[PlannedRun], str]] = {}
     with ProcessPoolExecutor(max_workers=min(jobs, len(batches)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(threads,)) as pool:
+                             initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         for batch in batches:
             wfiles = [str(weights_path(results, r.suite, r.profile, r.run_id)) for r in batch]
             fut = pool.submit(_train, [r.config for r in batch], str(data_root), wfiles)

@@ -13,6 +13,15 @@ What it cannot see: a change that only shows after the probe's budget (e.g. in e
 schedule; the whole schedule's learning rates are hashed to cover the usual case), changes to
 speed levers it turns off (compile, packing, channels_last: tested to match the plain path),
 and changes that move numbers by less than its rounding (6 significant digits).
+
+Bit-stable holds for one CPU kernel set. ATen picks its vectorised kernels (AVX-512, AVX2,
+scalar) once per process from the CPU, and a probe whose training amplifies rounding (Kaiming
+init of lenet_tweakable: the 4th digit after 12 steps) hashes differently under each. So a
+record names the kernel set its probe ran with, and a record that does not match here is
+probed again, in a child process, under the kernel set it names (or, for records made before
+they named one, under each lesser set this CPU can run): the same code matches there. A
+record made with a kernel set this CPU lacks (AVX-512 read on an AVX2 CPU) cannot be checked
+and counts as made by other code.
 """
 
 from __future__ import annotations
@@ -20,12 +29,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.config import RunConfig, config_key
+from bench.config import RunConfig, config_from_record, config_key
 from bench.datasets import DataError
 
 PROBE_EPOCHS = 3  # enough to cross a per-epoch schedule step (exponential, LeNet-5's passes)
@@ -35,7 +47,12 @@ PROBE_SEED = 0  # one probe per configuration: the seed only picks RNG streams
 DIGITS = 6  # significant digits kept of every number before hashing
 VERSION = 1  # bump when the probe itself changes (every record then reads as stale)
 
+# ATen's CPU kernel sets, best first (ATEN_CPU_CAPABILITY takes them in lower case).
+KERNEL_SETS = ("AVX512", "AVX2", "DEFAULT")
+CHILD_TIMEOUT_S = 600
+
 _CACHE: dict[str, str] = {}
+_UNDER: dict[tuple[str, str], str | None] = {}  # (kernel set, config key) → fingerprint
 
 
 def probe_config(cfg: RunConfig) -> RunConfig:
@@ -88,6 +105,76 @@ def fingerprint(cfg: RunConfig, data_root: Path) -> str:
     return _CACHE[key]
 
 
+def kernel_set() -> str:
+    """The CPU kernel set ATen runs in this process (AVX512, AVX2, DEFAULT, …)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def kernel_sets_to_try(recorded: str | None) -> list[str]:
+    """The other kernel sets a record's probe may have run with that this CPU can run too."""
+    ours = kernel_set()
+    if ours not in KERNEL_SETS:
+        return []
+    lesser = list(KERNEL_SETS[KERNEL_SETS.index(ours) + 1:])
+    if recorded is None:
+        return lesser
+    return [recorded] if recorded in lesser else []
+
+
+def fingerprints_under(cfgs: list[RunConfig], kernels: str, data_root: Path) -> list[str | None]:
+    """The fingerprints of `cfgs` under ATen kernel set `kernels`, from one child process
+    (ATen picks its kernels at start-up). None for each when the child cannot run them."""
+    keys = [config_key(c.to_dict(), without=("seed", "device")) for c in cfgs]
+    need = {k: c for k, c in zip(keys, cfgs, strict=True) if (kernels, k) not in _UNDER}
+    if need:
+        repo = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": kernels.lower(), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+        ask = {"data_root": str(data_root), "configs": [c.to_dict() for c in need.values()]}
+        try:
+            out = subprocess.run([sys.executable, "-m", "bench.fingerprint"], env=env,
+                                 input=json.dumps(ask), capture_output=True, text=True,
+                                 timeout=CHILD_TIMEOUT_S, check=True)
+            got = json.loads(out.stdout)
+            ran = got["kernels"] == kernels
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+            got, ran = {}, False
+        for i, k in enumerate(need):
+            _UNDER[(kernels, k)] = got["fingerprints"][i] if ran else None
+    return [_UNDER[(kernels, k)] for k in keys]
+
+
+def made_by_this_code(items: list[tuple[RunConfig, dict[str, Any]]],
+                      data_root: Path) -> list[bool]:
+    """For each (config, record): was the record made by code that trains `config` as this
+    checkout does? Same fingerprint here, or under the kernel set the record's probe used."""
+    out = [False] * len(items)
+    retry: dict[str, list[int]] = {}  # kernel set → items to probe under it
+    for i, (cfg, rec) in enumerate(items):
+        made = record_fingerprint(rec)
+        if made is None:
+            continue
+        if made == fingerprint(cfg, data_root):
+            out[i] = True
+            continue
+        for kernels in kernel_sets_to_try(record_kernel_set(rec)):
+            retry.setdefault(kernels, []).append(i)
+    for kernels, idx in retry.items():
+        todo = [i for i in idx if not out[i]]
+        if not todo:
+            continue
+        got = fingerprints_under([items[i][0] for i in todo], kernels, data_root)
+        for i, fp in zip(todo, got, strict=True):
+            out[i] = fp is not None and fp == record_fingerprint(items[i][1])
+    return out
+
+
+def record_kernel_set(record: dict[str, Any]) -> str | None:
+    """The ATen kernel set a record's probe ran with (None: made before records named it)."""
+    code = record.get("code")
+    return code.get("kernels") if isinstance(code, dict) else None
+
+
 def record_fingerprint(record: dict[str, Any]) -> str | None:
     """The fingerprint a record was made with (None: made before fingerprints existed)."""
     code = record.get("code")
@@ -98,8 +185,21 @@ def code_block(cfg: RunConfig, data_root: Path) -> dict[str, Any]:
     """What a record stores under `code`."""
     return {
         "fingerprint": fingerprint(cfg, data_root),
+        "kernels": kernel_set(),
         "probe": (f"{PROBE_EPOCHS} epochs × {PROBE_BATCHES} batches, {PROBE_TEST} test images, "
                   f"seed {PROBE_SEED}, CPU, 1 thread; numbers to {DIGITS} significant digits; "
                   f"probe v{VERSION}"),
     }
 
+
+def _child() -> None:
+    """`python -m bench.fingerprint`: JSON {data_root, configs} on stdin → the fingerprints
+    under this process's kernel set (the parent sets ATEN_CPU_CAPABILITY)."""
+    ask = json.load(sys.stdin)
+    root = Path(ask["data_root"])
+    fps = [fingerprint(config_from_record(c), root) for c in ask["configs"]]
+    json.dump({"kernels": kernel_set(), "fingerprints": fps}, sys.stdout)
+
+
+if __name__ == "__main__":
+    _child()

@@ -44,7 +44,7 @@ class RunRecord(TypedDict):
     dataset: str
     seed: int
     config: dict[str, Any]  # RunConfig.to_dict()
-    code: dict[str, Any]  # {fingerprint, probe} (bench.fingerprint); {} before version 2
+    code: dict[str, Any]  # {fingerprint, kernels, probe} (bench.fingerprint); {} before v2
     status: str  # one of STATUSES
     error: str | None
     diverged_epoch: int | None

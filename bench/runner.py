@@ -15,7 +15,7 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.engine import run_training
 from bench.env import environment
-from bench.fingerprint import code_block, fingerprint, record_fingerprint
+from bench.fingerprint import code_block, made_by_this_code
 from bench.loop import EpochEvent, RunResult
 from bench.records import (
     RECORD_VERSION,
@@ -142,8 +142,9 @@ class Reuse:
     """Which finished records of a results file stand for runs of the plan.
 
     A record is reused only when the code that made it trains its configuration as this
-    checkout does (same behavioural fingerprint, bench.fingerprint); otherwise it is stale
-    and its run is trained again (unless `keep_stale`, which reuses it and says so).
+    checkout does (same behavioural fingerprint, here or under the CPU kernel set the record
+    names: bench.fingerprint); otherwise it is stale and its run is trained again (unless
+    `keep_stale`, which reuses it and says so).
     """
 
     def __init__(self, data_root: Path, *, keep_stale: bool = False) -> None:
@@ -155,20 +156,16 @@ class Reuse:
         """(current, stale, missing): runs with a record made by this code, by other code,
         and with no finished record."""
         done = finished_records(path)
-        current, stale, missing = [], [], []
-        for run in plan:
-            rec = done.get(run.run_id)
-            if rec is None:
-                missing.append(run)
-            elif self.is_current(run, rec):
-                current.append(run)
-            else:
-                stale.append(run)
+        found = [(run, done[run.run_id]) for run in plan if run.run_id in done]
+        ok = made_by_this_code([(run.config, rec) for run, rec in found], self.data_root)
+        now = {run.run_id for (run, _), yes in zip(found, ok, strict=True) if yes}
+        current = [r for r in plan if r.run_id in now]
+        stale = [r for r in plan if r.run_id in done and r.run_id not in now]
+        missing = [r for r in plan if r.run_id not in done]
         return current, stale, missing
 
     def is_current(self, run: PlannedRun, record: Record) -> bool:
-        made = record_fingerprint(record)
-        return made is not None and made == fingerprint(run.config, self.data_root)
+        return made_by_this_code([(run.config, record)], self.data_root)[0]
 
     def todo(self, plan: list[PlannedRun], path: Path) -> list[PlannedRun]:
         _, stale, missing = self.split(plan, path)

@@ -239,7 +239,8 @@ def factor_figure(df: pd.DataFrame, name: str, title: str, factor: str, out_dir:
     notes = notes or {}
     datasets = sorted(df["dataset"].unique())
     levels = levels or list(dict.fromkeys(df.sort_values("order")["level"]))
-    fig = MplFigure(figsize=(max(4.5, 0.9 * len(levels) + 2.5) * len(datasets), 3.8))
+    per_level = 0.9 if len(levels) <= 12 else 0.4  # an epochs curve has 30: keep it readable
+    fig = MplFigure(figsize=(max(4.5, per_level * len(levels) + 2.5) * len(datasets), 3.8))
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, ds in zip(axes, datasets, strict=True):
         d = df[df["dataset"] == ds]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.config import config_from_record
 from bench.datasets import DataError
-from bench.fingerprint import fingerprint, record_fingerprint
+from bench.fingerprint import fingerprint, made_by_this_code, record_fingerprint
 from report.collect import Record
 
 THIS, OTHER, UNKNOWN, UNCHECKED = "this code", "other code", "unknown code", "not checked"
@@ -22,17 +22,21 @@ def code_of(records: list[Record], data_root: Path | None) -> dict[int, str]:
     """id(record) → THIS, OTHER, UNKNOWN (no fingerprint) or UNCHECKED (no data here to probe
     with). A variant this tree no longer registers cannot train: OTHER."""
     out: dict[int, str] = {}
+    root = data_root or Path("data")
+    checked: list[Record] = []
     for r in records:
-        made = record_fingerprint(r)
-        if made is None:
+        if record_fingerprint(r) is None:
             out[id(r)] = UNKNOWN
             continue
         try:
-            now = fingerprint(config_from_record(r["config"]), data_root or Path("data"))
+            fingerprint(config_from_record(r["config"]), root)
         except DataError:
             out[id(r)] = UNCHECKED
             continue
-        out[id(r)] = THIS if made == now else OTHER
+        checked.append(r)
+    same = made_by_this_code([(config_from_record(r["config"]), r) for r in checked], root)
+    for r, yes in zip(checked, same, strict=True):
+        out[id(r)] = THIS if yes else OTHER
     return out
 
 

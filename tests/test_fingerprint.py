@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import resolve_config
+import bench.fingerprint as fp
+from bench.config import config_from_record, resolve_config
 from bench.fingerprint import fingerprint, probe_config, record_fingerprint
-from tests.conftest import REPO
+from tests.conftest import REPO, read_jsonl
 
 SMALL = ["--set", "train_subset=2000", "--set", "test_subset=500"]
 
@@ -41,6 +42,57 @@ def test_a_schedule_change_after_the_probe_changes_the_fingerprint(data_root: Pa
     a = resolve_config("lenet5", None, 0, {"train_subset": 64})
     late = dataclasses.replace(a, schedule="constant")  # the same for the first 2 passes
     assert fingerprint(a, data_root) != fingerprint(late, data_root)
+
+
+def test_kernel_sets_to_try_are_the_lesser_ones_this_cpu_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fp, "kernel_set", lambda: "AVX512")
+    assert fp.kernel_sets_to_try(None) == ["AVX2", "DEFAULT"]  # records that name none
+    assert fp.kernel_sets_to_try("AVX2") == ["AVX2"]
+    assert fp.kernel_sets_to_try("AVX512") == []  # made with ours: a mismatch is real
+    monkeypatch.setattr(fp, "kernel_set", lambda: "AVX2")
+    assert fp.kernel_sets_to_try("AVX512") == []  # this CPU cannot run what made it
+    monkeypatch.setattr(fp, "kernel_set", lambda: "SVE256")
+    assert fp.kernel_sets_to_try(None) == []
+
+
+def test_a_child_probes_under_the_kernel_set_it_is_asked_for(data_root: Path) -> None:
+    """The child runs the same probe: under our own kernel set it gives our fingerprint, and
+    under the scalar one it reports having run those kernels (else it would answer None)."""
+    cfg = resolve_config("mlp", None, 0, {"train_subset": 2000})
+    fp._UNDER.clear()
+    assert fp.fingerprints_under([cfg], fp.kernel_set(), data_root) == [
+        fingerprint(cfg, data_root)]
+    (scalar,) = fp.fingerprints_under([cfg], "DEFAULT", data_root)
+    assert scalar is not None and len(scalar) == 16
+
+
+def test_a_mismatch_under_the_records_own_kernel_set_spawns_no_child(
+        monkeypatch: pytest.MonkeyPatch, data_root: Path) -> None:
+    cfg = resolve_config("mlp", None, 0, {"train_subset": 2000})
+
+    def no_child(*a: object) -> list[str | None]:
+        raise AssertionError("probed again although the record names our kernel set")
+
+    monkeypatch.setattr(fp, "fingerprints_under", no_child)
+    ours = {"code": {"fingerprint": fingerprint(cfg, data_root), "kernels": fp.kernel_set()}}
+    other = {"code": {"fingerprint": "0" * 16, "kernels": fp.kernel_set()}}
+    assert fp.made_by_this_code([(cfg, ours), (cfg, other), (cfg, {})], data_root) == [
+        True, False, False]
+
+
+def test_committed_records_made_with_avx2_kernels_are_this_codes(data_root: Path) -> None:
+    """d2l-ex2's Kaiming runs were trained on an AVX2-only CPU; their probe amplifies rounding,
+    so under AVX-512 kernels it hashes differently. Here they must still count as made by
+    this code (natively on AVX2, through a child under AVX2 on AVX-512), and a corrupted
+    fingerprint must not."""
+    recs = [r for r in read_jsonl(REPO / "results" / "d2l-ex2" / "reference" / "runs.jsonl")
+            if r["overrides"] == {"init": "kaiming"}]
+    assert len(recs) == 3
+    items = [(config_from_record(r["config"]), r) for r in recs]
+    bad = {**recs[0], "code": {**recs[0]["code"], "fingerprint": "0" * 16}}
+    assert fp.made_by_this_code([*items, (items[0][0], bad)], data_root) == [
+        True, True, True, False]
 
 
 def _copy_project(dst: Path) -> Path:

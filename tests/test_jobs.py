@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +15,7 @@ import pytest
 
 from bench.cli import main
 from bench.executor_pool import threads_per_job
-from tests.conftest import read_jsonl
+from tests.conftest import REPO, read_jsonl
 
 CHEAP = ["--variants", "mlp,cnn2_fidle,cnn_fidle", "--set", "train_subset=1024", "--set",
          "test_subset=256"]
@@ -61,3 +67,51 @@ def test_jobs_are_for_the_local_executor(tmp_path: Path,
 def test_threads_per_job() -> None:
     assert threads_per_job(2, 2) == 1 and threads_per_job(1, 2) == 2
     assert threads_per_job(4, 2) == 1 and threads_per_job(2, 16) == 8
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its entry waits to be reaped
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_workers_exit_when_the_run_process_is_killed(tmp_path: Path) -> None:
+    """A `run --jobs 2` killed by a signal must not leave its workers training for nobody."""
+    script = tmp_path / "pool.py"  # a file: spawned workers import its functions by name
+    script.write_text(textwrap.dedent("""
+        import multiprocessing, os, time
+        from concurrent.futures import ProcessPoolExecutor
+        from bench.executor_pool import _init_worker
+
+        def pid_after(s):
+            time.sleep(s)
+            return os.getpid()
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(2, mp_context=ctx, initializer=_init_worker,
+                                       initargs=(1, os.getpid()))
+            print(*set(pool.map(pid_after, [1.0, 1.0])), flush=True)
+            pool.submit(time.sleep, 600)
+            time.sleep(600)
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert workers and all(_alive(w) for w in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 60
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed parent"
