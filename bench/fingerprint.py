@@ -67,6 +67,11 @@ def probe_config(cfg: RunConfig) -> RunConfig:
     )
 
 
+def _probe_key(cfg: RunConfig) -> str:
+    """What the probe depends on: the config less seed and device (one probe serves them all)."""
+    return config_key(cfg.to_dict(), without=("seed", "device"))
+
+
 def _rounded(x: Any) -> Any:
     if isinstance(x, float):
         return float(f"{x:.{DIGITS}g}")
@@ -81,7 +86,7 @@ def fingerprint(cfg: RunConfig, data_root: Path) -> str:
     """16 hex digits naming how this checkout trains `cfg` (cached per configuration)."""
     from bench.engine import lr_at, run_training
 
-    key = config_key(cfg.to_dict(), without=("seed", "device"))  # one probe serves them all
+    key = _probe_key(cfg)
     if key in _CACHE:
         return _CACHE[key]
     probe = probe_config(cfg)
@@ -124,7 +129,7 @@ def kernel_sets_to_try(recorded: str | None) -> list[str]:
 def fingerprints_under(cfgs: list[RunConfig], kernels: str, data_root: Path) -> list[str | None]:
     """The fingerprints of `cfgs` under ATen kernel set `kernels`, from one child process
     (ATen picks its kernels at start-up). None for each when the child cannot run them."""
-    keys = [config_key(c.to_dict(), without=("seed", "device")) for c in cfgs]
+    keys = [_probe_key(c) for c in cfgs]
     need = {k: c for k, c in zip(keys, cfgs, strict=True) if (kernels, k) not in _UNDER}
     if need:
         repo = str(Path(__file__).resolve().parents[1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.config import config_from_record
+from bench.config import RunConfig, config_from_record
 from bench.datasets import DataError
 from bench.fingerprint import fingerprint, made_by_this_code, record_fingerprint
 from report.collect import Record
@@ -23,19 +23,20 @@ def code_of(records: list[Record], data_root: Path | None) -> dict[int, str]:
     with). A variant this tree no longer registers cannot train: OTHER."""
     out: dict[int, str] = {}
     root = data_root or Path("data")
-    checked: list[Record] = []
+    checked: list[tuple[RunConfig, Record]] = []
     for r in records:
         if record_fingerprint(r) is None:
             out[id(r)] = UNKNOWN
             continue
+        cfg = config_from_record(r["config"])
         try:
-            fingerprint(config_from_record(r["config"]), root)
+            fingerprint(cfg, root)  # cached: made_by_this_code reads it again for free
         except DataError:
             out[id(r)] = UNCHECKED
             continue
-        checked.append(r)
-    same = made_by_this_code([(config_from_record(r["config"]), r) for r in checked], root)
-    for r, yes in zip(checked, same, strict=True):
+        checked.append((cfg, r))
+    same = made_by_this_code(checked, root)
+    for (_, r), yes in zip(checked, same, strict=True):
         out[id(r)] = THIS if yes else OTHER
     return out
 
