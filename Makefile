@@ -68,8 +68,30 @@ perf-micro: data
 	$(PY) -m pytest tests/benchmarks -m benchmark --benchmark-autosave
 	$(LB) check --perf-only
 
+# ruff, then mypy on bench/, variants/ and report/ (its settings: [tool.mypy] in pyproject.toml)
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The CUDA path, proven in one short run on a bare GPU machine (no registry, ~15 minutes, 8 files
+# back). gpu-pack (here) gathers the gzipped datasets and the wheels that machine lacks into
+# .gpu-pack (under 60 MiB); gpu-check (there, with .gpu-pack carried) installs from it alone,
+# runs the cuda tests, perf and as much of profile full as fits in 8 minutes, and writes at
+# most 8 files into OUT. Without CUDA it stops in one line, exit 2, before installing anything.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_WHY_NOT = $(GPU_PY) scripts/gpu_check.py --why-not 2>/dev/null || echo "no CUDA device: \
+  cannot run $(GPU_PY)"
+
+.PHONY: gpu-pack gpu-check
+
+gpu-pack: data
+	$(PY) scripts/gpu_pack.py
+
+# make's $(error): one line and exit 2 where torch sees no GPU, before the script installs a thing
+gpu-check:
+	$(eval GPU_WHY := $(shell $(GPU_WHY_NOT)))
+	$(if $(GPU_WHY),$(error $(GPU_WHY)))
+	@$(GPU_PY) scripts/gpu_check.py $(OUT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .benchmarks *.egg-info

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="variants (params, FLOPs, recipe), suites and profiles")
     ls.add_argument("pattern", nargs="?", help="fnmatch filter on variant names")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt = ls.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output")
+    fmt.add_argument("--markdown", action="store_true",
+                     help="the variant catalogue page (docs/catalogue.md) from the registry")
 
     sh = sub.add_parser("show", help="a variant's layer-by-layer shapes and parameters")
     sh.add_argument("variant")
@@ -126,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted; finished runs are recorded, re-run to resume", 130)
+    except BrokenPipeError:  # `lenet-bench list | head`: the reader left, nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a data problem is the user's to fix, with the command to run
         from bench.data import DataError
 
@@ -177,6 +184,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.pattern and not names:
         raise UsageError(f"no variant matches {args.pattern!r}; variants: "
                          f"{', '.join(list_variants())}")
+    if args.markdown:  # the registry as docs/catalogue.md shows it
+        from report.catalogue import catalogue_markdown
+
+        print(catalogue_markdown(names), end="")
+        return 0
     infos = [variant_info(n) for n in names]
     if args.json:
         out = {
@@ -404,7 +416,7 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
               f"(suite {suite.name}, profile {profile.name}, device {device})")
         return 0
     if not args.force:
-        _say_reuse(len(current), stale, keep=args.keep_stale)
+        _say_reuse(len(current), stale, reuse.verdicts, keep=args.keep_stale)
     ext = suite.extension
     if todo and not args.force and ext is not None and ext.before_train is not None:
         with locked(path, timeout=0.5):
@@ -447,19 +459,25 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
     return 0
 
 
-def _say_reuse(n_current: int, stale: list[Any], *, keep: bool) -> None:
-    """Reuse is never silent: how many records were made by this code, and what is stale."""
+def _say_reuse(n_current: int, stale: list[Any], verdicts: dict[str, str], *,
+               keep: bool) -> None:
+    """Reuse is never silent: how many records were made by this code, and for the others,
+    why not, in the fingerprint's own words (a changed code is said only when it is one)."""
+    from bench.fingerprint import why_not
+
     if n_current:
         print(f"reused {n_current} records made by this code")
-    if not stale:
-        return
-    names = ", ".join(sorted({r.config.variant for r in stale}))
-    if keep:
-        print(f"kept {len(stale)} stale records ({names}): made by code that trains "
-              "differently, reused because of --keep-stale")
-    else:
-        print(f"{len(stale)} records were made by code that trains differently ({names}): "
-              "training them again (--keep-stale reuses them)")
+    by_why: dict[str, list[Any]] = {}
+    for r in stale:
+        by_why.setdefault(why_not(verdicts[r.run_id]), []).append(r)
+    for why, runs in by_why.items():
+        names = ", ".join(sorted({r.config.variant for r in runs}))
+        if keep:
+            print(f"kept {len(runs)} stale records ({names}): {why}, reused because of "
+                  "--keep-stale")
+        else:
+            print(f"{len(runs)} records were {why} ({names}): training them again "
+                  "(--keep-stale reuses them)")
 
 
 def _print_suite_summary(path: Path, summary_rows: Any) -> None:

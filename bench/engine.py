@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -52,10 +52,18 @@ def make_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     return make_optimizer_for(cfg, [p for p in model.parameters() if p.requires_grad])
 
 
+class _OptimizerImpl(TypedDict, total=False):
+    """The keyword arguments that pick torch's optimizer implementation (`optimizer_impl`)."""
+
+    foreach: bool
+    fused: bool
+
+
 def make_optimizer_for(cfg: RunConfig, params: list[Tensor]) -> torch.optim.Optimizer:
     """The recipe's optimizer over `params` (a model's, or the stacked ones of a packed run)."""
-    impl = {"foreach": {"foreach": True}, "fused": {"fused": True},
-            "for": {"foreach": False}}[cfg.optimizer_impl]
+    impls: dict[str, _OptimizerImpl] = {"foreach": {"foreach": True}, "fused": {"fused": True},
+                                         "for": {"foreach": False}}
+    impl = impls[cfg.optimizer_impl]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **impl

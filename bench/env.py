@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from bench import __version__
 from bench import device as dev
@@ -52,6 +51,9 @@ def git_info() -> dict[str, Any]:
 
 def environment(device: str) -> dict[str, Any]:
     """The software and hardware a run used (stored in every record)."""
+    import torchvision  # here, not at the top: importing it costs seconds (it loads Dynamo),
+    # which every `lenet-bench` process would pay, even one that writes no record
+
     return {
         "lenet_bench": __version__,
         "python": platform.python_version(),

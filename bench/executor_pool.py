@@ -58,11 +58,13 @@ def _train(cfgs: list[Any], data_root: str, wfiles: list[str]
 def execute_plan_pool(todo: list[PlannedRun], results: Path, data_root: Path, *, jobs: int,
                       quiet: bool = False) -> Counter[str]:
     """Train `todo` in `jobs` processes; records are appended here as runs finish."""
+    from bench.fingerprint import fingerprints
     from bench.records import weights_path
     from bench.runner import Progress, failed_result, finish_run, now, pack_groups
 
     if jobs < 1:
         raise UsageError(f"--jobs must be ≥ 1, got {jobs}")
+    fingerprints([r.config for r in todo], data_root)  # one probe process for all records
     threads = threads_per_job(jobs)
     progress = Progress(len(todo), quiet=quiet)
     batches = pack_groups(todo)

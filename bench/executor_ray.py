@@ -85,6 +85,7 @@ def execute_plan_ray(
     import torch
 
     from bench import device as dev
+    from bench.fingerprint import fingerprints
     from bench.records import weights_path
     from bench.runner import Progress, failed_result, finish_run, now, pack_groups
 
@@ -92,6 +93,7 @@ def execute_plan_ray(
     threads = torch.get_num_threads()
     cpus = float(threads) if cpus_per_run is None else cpus_per_run
     results, data_root = results.resolve(), data_root.resolve()
+    fingerprints([r.config for r in todo], data_root)  # one probe process for all records
     on_gpu = any(dev.is_cuda(r.config.device) for r in todo)
     gpus = gpus_per_run if gpus_per_run is not None else (1.0 if on_gpu else 0.0)
     have = ray.cluster_resources()

@@ -15,10 +15,10 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from bench.errors import UsageError
 from bench.fsio import atomic_write
@@ -138,7 +138,7 @@ def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
         out[path] = value
 
 
-def flatten_record(rec: Record) -> dict[str, Any]:
+def flatten_record(rec: Mapping[str, Any]) -> dict[str, Any]:
     """One runs-table row: every value under its dotted record path (`config.lr`)."""
     out: dict[str, Any] = {}
     _flatten(rec, "", out)
@@ -294,7 +294,7 @@ def mlflow_params(rec: Record) -> dict[str, str]:
     return {k: as_text(v) for k, v in flatten_config(rec.get("config") or {}).items()}
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 

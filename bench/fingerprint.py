@@ -14,14 +14,14 @@ schedule; the whole schedule's learning rates are hashed to cover the usual case
 speed levers it turns off (compile, packing, channels_last: tested to match the plain path),
 and changes that move numbers by less than its rounding (6 significant digits).
 
-Bit-stable holds for one CPU kernel set. ATen picks its vectorised kernels (AVX-512, AVX2,
-scalar) once per process from the CPU, and a probe whose training amplifies rounding (Kaiming
-init of lenet_tweakable: the 4th digit after 12 steps) hashes differently under each. So a
-record names the kernel set its probe ran with, and a record that does not match here is
-probed again, in a child process, under the kernel set it names (or, for records made before
-they named one, under each lesser set this CPU can run): the same code matches there. A
-record made with a kernel set this CPU lacks (AVX-512 read on an AVX2 CPU) cannot be checked
-and counts as made by other code.
+Portable across x86 CPUs: the math libraries pick vectorised kernels per CPU (ATen's AVX-512,
+AVX2 or scalar loops; oneDNN's convolutions; MKL's GEMM), and a probe whose training amplifies
+rounding (Kaiming init of lenet_tweakable: the 4th digit after 12 steps) hashes differently
+under each. So the probe always runs under one fixed kernel set, `PROBE_ENV` (AVX2 in all
+three libraries, which every x86-64 CPU since 2013 runs), in one child process per call for
+all the configurations it is asked about (the libraries read these settings at start-up). A
+record made on an AVX-512 CPU is then recognised on an AVX2-only one and the reverse. A CPU
+that cannot run AVX2 kernels cannot check a fingerprint at all, and says so (`UNCHECKABLE`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,28 @@ PROBE_BATCHES = 4  # training batches per probe epoch, at the run's own batch si
 PROBE_TEST = 256  # test images evaluated after each probe epoch
 PROBE_SEED = 0  # one probe per configuration: the seed only picks RNG streams
 DIGITS = 6  # significant digits kept of every number before hashing
-VERSION = 1  # bump when the probe itself changes (every record then reads as stale)
+# Bump when the probe itself changes: a record made by another probe version cannot be
+# compared (it says so, and is retrained). v2: the fixed portable kernel set below.
+VERSION = 2
 
-# ATen's CPU kernel sets, best first (ATEN_CPU_CAPABILITY takes them in lower case).
-KERNEL_SETS = ("AVX512", "AVX2", "DEFAULT")
-CHILD_TIMEOUT_S = 600
+# The kernel set every probe runs under: ATen's dispatch, oneDNN's ISA ceiling and MKL's
+# conditional numerical reproducibility branch, all AVX2; one OpenMP thread.
+PROBE_KERNELS = "AVX2"
+PROBE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+CHILD_TIMEOUT_S = 1800
 
-_CACHE: dict[str, str] = {}
-_UNDER: dict[tuple[str, str], str | None] = {}  # (kernel set, config key) → fingerprint
+# What `judge` says of a record.
+THIS = "this code"  # same fingerprint under the same probe: reused
+OTHER = "other code"  # the fingerprint differs under the same probe and kernels: code changed
+NO_FINGERPRINT = "unknown code"  # made before records named their code
+OLD_PROBE = "older probe"  # fingerprinted by another probe version: cannot be compared
+UNCHECKABLE = "not checkable here"  # this CPU cannot run the probe's kernels
+
+_CACHE: dict[str, str | None] = {}  # probe key → fingerprint (None: this CPU cannot probe)
+
+
+class FingerprintError(RuntimeError):
+    """The probe's child process failed for a reason other than the code under test."""
 
 
 def probe_config(cfg: RunConfig) -> RunConfig:
@@ -82,18 +97,26 @@ def _rounded(x: Any) -> Any:
     return x
 
 
-def fingerprint(cfg: RunConfig, data_root: Path) -> str:
-    """16 hex digits naming how this checkout trains `cfg` (cached per configuration)."""
+def kernel_set() -> str:
+    """The CPU kernel set ATen runs in this process (AVX512, AVX2, DEFAULT, …)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def in_probe_env() -> bool:
+    """Does this process already run the probe's kernels (the child does; so may a caller
+    started under PROBE_ENV, which then needs no child)?"""
+    return (kernel_set() == PROBE_KERNELS
+            and all(os.environ.get(k) == v for k, v in PROBE_ENV.items()))
+
+
+def _probe(cfg: RunConfig, data_root: Path) -> str:
+    """Train `cfg`'s probe here, with one thread, and hash what it did."""
     from bench.engine import lr_at, run_training
 
-    key = _probe_key(cfg)
-    if key in _CACHE:
-        return _CACHE[key]
-    probe = probe_config(cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = run_training(probe, data_root, measure_inference=False)
+        result = run_training(probe_config(cfg), data_root, measure_inference=False)
         observed: Any = {
             "status": result.status, "history": result.history, "metrics": result.metrics,
         }
@@ -106,104 +129,132 @@ def fingerprint(cfg: RunConfig, data_root: Path) -> str:
     observed["schedule"] = [lr_at(cfg, e) for e in range(cfg.num_epochs)]
     observed["version"] = VERSION
     blob = json.dumps(_rounded(observed), sort_keys=True, default=str)
-    _CACHE[key] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return _CACHE[key]
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def kernel_set() -> str:
-    """The CPU kernel set ATen runs in this process (AVX512, AVX2, DEFAULT, …)."""
-    return torch.backends.cpu.get_cpu_capability()
+def _from_child(cfgs: list[RunConfig], data_root: Path) -> list[str | None]:
+    """Fingerprints of `cfgs` from one child process started under PROBE_ENV."""
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, **PROBE_ENV, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    ask = {"data_root": str(data_root), "kernels": PROBE_KERNELS,
+           "configs": [c.to_dict() for c in cfgs]}
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench.fingerprint"], env=env,
+                             input=json.dumps(ask), capture_output=True, text=True,
+                             timeout=CHILD_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise FingerprintError(f"the fingerprint probe could not run: {e}") from None
+    try:
+        got = json.loads(out.stdout)
+    except ValueError:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise FingerprintError(f"the fingerprint probe failed (exit {out.returncode}): "
+                               f"{last}") from None
+    if "data_error" in got:
+        raise DataError(got["data_error"])
+    if got["kernels"] != PROBE_KERNELS:
+        return [None] * len(cfgs)
+    return list(got["fingerprints"])
 
 
-def kernel_sets_to_try(recorded: str | None) -> list[str]:
-    """The other kernel sets a record's probe may have run with that this CPU can run too."""
-    ours = kernel_set()
-    if ours not in KERNEL_SETS:
-        return []
-    lesser = list(KERNEL_SETS[KERNEL_SETS.index(ours) + 1:])
-    if recorded is None:
-        return lesser
-    return [recorded] if recorded in lesser else []
-
-
-def fingerprints_under(cfgs: list[RunConfig], kernels: str, data_root: Path) -> list[str | None]:
-    """The fingerprints of `cfgs` under ATen kernel set `kernels`, from one child process
-    (ATen picks its kernels at start-up). None for each when the child cannot run them."""
+def fingerprints(cfgs: Sequence[RunConfig], data_root: Path) -> list[str | None]:
+    """16 hex digits per configuration naming how this checkout trains it, under the probe's
+    kernel set (None where this CPU cannot run it); one child process for all that are not
+    cached yet, so a call costs one start-up however many configurations it asks about."""
     keys = [_probe_key(c) for c in cfgs]
-    need = {k: c for k, c in zip(keys, cfgs, strict=True) if (kernels, k) not in _UNDER}
+    need = {k: c for k, c in zip(keys, cfgs, strict=True) if k not in _CACHE}
     if need:
-        repo = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "ATEN_CPU_CAPABILITY": kernels.lower(), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-        ask = {"data_root": str(data_root), "configs": [c.to_dict() for c in need.values()]}
-        try:
-            out = subprocess.run([sys.executable, "-m", "bench.fingerprint"], env=env,
-                                 input=json.dumps(ask), capture_output=True, text=True,
-                                 timeout=CHILD_TIMEOUT_S, check=True)
-            got = json.loads(out.stdout)
-            ran = got["kernels"] == kernels
-        except (OSError, subprocess.SubprocessError, ValueError, KeyError):
-            got, ran = {}, False
-        for i, k in enumerate(need):
-            _UNDER[(kernels, k)] = got["fingerprints"][i] if ran else None
-    return [_UNDER[(kernels, k)] for k in keys]
+        if in_probe_env():
+            got: list[str | None] = [_probe(c, data_root) for c in need.values()]
+        else:
+            got = _from_child(list(need.values()), data_root)
+        _CACHE.update(zip(need, got, strict=True))
+    return [_CACHE[k] for k in keys]
 
 
-def made_by_this_code(items: list[tuple[RunConfig, dict[str, Any]]],
-                      data_root: Path) -> list[bool]:
-    """For each (config, record): was the record made by code that trains `config` as this
-    checkout does? Same fingerprint here, or under the kernel set the record's probe used."""
-    out = [False] * len(items)
-    retry: dict[str, list[int]] = {}  # kernel set → items to probe under it
-    for i, (cfg, rec) in enumerate(items):
-        made = record_fingerprint(rec)
-        if made is None:
-            continue
-        if made == fingerprint(cfg, data_root):
-            out[i] = True
-            continue
-        for kernels in kernel_sets_to_try(record_kernel_set(rec)):
-            retry.setdefault(kernels, []).append(i)
-    for kernels, idx in retry.items():
-        todo = [i for i in idx if not out[i]]
-        if not todo:
-            continue
-        got = fingerprints_under([items[i][0] for i in todo], kernels, data_root)
-        for i, fp in zip(todo, got, strict=True):
-            out[i] = fp is not None and fp == record_fingerprint(items[i][1])
-    return out
+def fingerprint(cfg: RunConfig, data_root: Path) -> str | None:
+    """One configuration's fingerprint (see `fingerprints`)."""
+    return fingerprints([cfg], data_root)[0]
 
 
-def record_kernel_set(record: dict[str, Any]) -> str | None:
-    """The ATen kernel set a record's probe ran with (None: made before records named it)."""
-    code = record.get("code")
-    return code.get("kernels") if isinstance(code, dict) else None
-
-
-def record_fingerprint(record: dict[str, Any]) -> str | None:
+def record_fingerprint(record: Mapping[str, Any]) -> str | None:
     """The fingerprint a record was made with (None: made before fingerprints existed)."""
     code = record.get("code")
     return code.get("fingerprint") if isinstance(code, dict) else None
+
+
+def record_probe_version(record: Mapping[str, Any]) -> int:
+    """The probe version that fingerprinted a record (1: before records named it)."""
+    code = record.get("code")
+    return int(code.get("probe_version", 1)) if isinstance(code, dict) else 1
+
+
+def judge(items: Sequence[tuple[RunConfig, Mapping[str, Any]]], data_root: Path) -> list[str]:
+    """For each (config, record): THIS (made by code that trains `config` as this checkout
+    does), OTHER (the code changed: another fingerprint under the same probe and kernels),
+    NO_FINGERPRINT, OLD_PROBE or UNCHECKABLE (this CPU cannot run the probe's kernels)."""
+    out = [NO_FINGERPRINT] * len(items)
+    probe: list[int] = []
+    for i, (_, rec) in enumerate(items):
+        if record_fingerprint(rec) is None:
+            continue
+        if record_probe_version(rec) != VERSION:
+            out[i] = OLD_PROBE
+            continue
+        probe.append(i)
+    now = fingerprints([items[i][0] for i in probe], data_root)
+    for i, fp in zip(probe, now, strict=True):
+        if fp is None:
+            out[i] = UNCHECKABLE
+        else:
+            out[i] = THIS if fp == record_fingerprint(items[i][1]) else OTHER
+    return out
+
+
+def made_by_this_code(items: Sequence[tuple[RunConfig, Mapping[str, Any]]],
+                      data_root: Path) -> list[bool]:
+    """For each (config, record): was it made by code that trains `config` as this one does?"""
+    return [v == THIS for v in judge(items, data_root)]
+
+
+def why_not(verdict: str) -> str:
+    """The words a user reads for a record that is not reused, by `judge`'s verdict."""
+    return {
+        OTHER: "made by code that trains differently",
+        NO_FINGERPRINT: "made before records named their code",
+        OLD_PROBE: f"fingerprinted by an older probe than v{VERSION}, which cannot be compared",
+        UNCHECKABLE: (f"not checkable on this CPU (the fingerprint probe runs "
+                       f"{PROBE_KERNELS} kernels; this CPU runs {kernel_set()})"),
+    }[verdict]
 
 
 def code_block(cfg: RunConfig, data_root: Path) -> dict[str, Any]:
     """What a record stores under `code`."""
     return {
         "fingerprint": fingerprint(cfg, data_root),
-        "kernels": kernel_set(),
+        "kernels": PROBE_KERNELS,
+        "probe_version": VERSION,
         "probe": (f"{PROBE_EPOCHS} epochs × {PROBE_BATCHES} batches, {PROBE_TEST} test images, "
-                  f"seed {PROBE_SEED}, CPU, 1 thread; numbers to {DIGITS} significant digits; "
-                  f"probe v{VERSION}"),
+                  f"seed {PROBE_SEED}, CPU, 1 thread, {PROBE_KERNELS} kernels (ATen, oneDNN, "
+                  f"MKL); numbers to {DIGITS} significant digits; probe v{VERSION}"),
     }
 
 
 def _child() -> None:
-    """`python -m bench.fingerprint`: JSON {data_root, configs} on stdin → the fingerprints
-    under this process's kernel set (the parent sets ATEN_CPU_CAPABILITY)."""
+    """`python -m bench.fingerprint`: JSON {data_root, kernels, configs} on stdin → the
+    fingerprints, when this process runs the kernels asked for (the parent sets PROBE_ENV),
+    or the kernels it runs instead, or the data problem that stopped it."""
     ask = json.load(sys.stdin)
     root = Path(ask["data_root"])
-    fps = [fingerprint(config_from_record(c), root) for c in ask["configs"]]
-    json.dump({"kernels": kernel_set(), "fingerprints": fps}, sys.stdout)
+    cfgs = [config_from_record(c) for c in ask["configs"]]
+    ks = kernel_set()
+    try:
+        fps = [_probe(c, root) for c in cfgs] if ks == ask["kernels"] else []
+    except DataError as e:
+        json.dump({"data_error": str(e)}, sys.stdout)
+        return
+    json.dump({"kernels": ks, "fingerprints": fps}, sys.stdout)
 
 
 if __name__ == "__main__":

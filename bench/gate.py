@@ -1,6 +1,7 @@
 """The CI regression gate: `check` trains (or reuses) a suite's runs and compares each
-(variant, dataset)'s test accuracy with a committed threshold; `calibrate` derives those
-thresholds from several seeds' spread and rewrites the file for a human to review.
+(variant, dataset)'s test accuracy with committed bounds, below (a regression) and above (too
+good for this code: evaluation on other data, a leak); `calibrate` derives those bounds from
+several seeds' spread and rewrites the file for a human to review.
 
 Accuracy gates (exit 1 on any FAIL); speed never does: `check --perf` only prints warnings,
 because CI CPUs are shared and noisy. A missing or failed run is a FAIL, never a silent pass.
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config import config_key
 from bench.env import cpu_model
@@ -30,15 +31,20 @@ from bench.thresholds import (
     METRIC,
     MIN_MARGIN,
     THRESHOLDS_FILE,
+    UPPER_KEY,
     WEAK_BELOW,
     Threshold,
     Thresholds,
     derive_threshold,
+    derive_upper,
     is_num,
     load_thresholds,
     no_false_alarm_k,
     write_thresholds,
 )
+
+if TYPE_CHECKING:
+    from bench.records import RunRecord
 
 # --- running the suite ------------------------------------------------------------------------
 
@@ -119,6 +125,7 @@ class Row:
     threshold: float | None
     status: str  # PASS | FAIL | WARN
     note: str = ""
+    upper: float | None = None  # max_test_acc
 
     @property
     def margin(self) -> float | None:
@@ -127,7 +134,7 @@ class Row:
         return self.value - self.threshold
 
 
-def judge(plan: list[Any], records: dict[str, dict[str, Any]],
+def judge(plan: list[Any], records: dict[str, RunRecord],
           thresholds: dict[tuple[str, str], Threshold]) -> list[Row]:
     """One row per planned (variant, dataset): missing, failed or diverged runs are FAILs."""
     rows = []
@@ -153,25 +160,49 @@ def judge(plan: list[Any], records: dict[str, dict[str, Any]],
             values.append(float(v))
         value = statistics.fmean(values) if values else None
         n = f"{len(values)}/{len(runs)}"
+        upper = th.upper if th else None
         if problems:
             rows.append(Row(variant, ds, n, value, th.value if th else None, "FAIL",
-                            "; ".join(problems)))
+                            "; ".join(problems), upper))
         elif th is None:
             rows.append(Row(variant, ds, n, value, None, "WARN", "uncalibrated: run calibrate"))
+        elif value is not None and upper is not None and value > upper:
+            rows.append(Row(variant, ds, n, value, th.value, "FAIL", TOO_GOOD, upper))
         elif value is not None and value >= th.value:
-            weak = "weak threshold (near chance)" if th.value < WEAK_BELOW else ""
-            rows.append(Row(variant, ds, n, value, th.value, "PASS", weak))
+            notes = ["weak threshold (near chance)" if th.value < WEAK_BELOW else "",
+                     "" if upper is not None else f"no {UPPER_KEY}: recalibrate"]
+            rows.append(Row(variant, ds, n, value, th.value, "PASS",
+                            "; ".join(x for x in notes if x), upper))
         else:
-            rows.append(Row(variant, ds, n, value, th.value, "FAIL", "below threshold"))
+            rows.append(Row(variant, ds, n, value, th.value, "FAIL", "below threshold", upper))
     return rows
 
 
-def contract_problems(plan: list[Any], records: dict[str, dict[str, Any]], results: Path,
+TOO_GOOD = "too good: above max"  # a row's note; the explanation is printed below the table
+
+
+def too_good_message(row: Row, suite: str, profile: str) -> str:
+    """Why a result above its upper bound fails, and what to do about it."""
+    return (f"{row.variant} on {row.dataset}: {METRIC} {row.value:.4f} is above its upper "
+            f"bound {row.upper:.3f}: too good for this code. Likely causes: evaluation on other "
+            "data than the full test split (the training set, a test subset), or test images "
+            "leaked into training. If it is a real improvement, recalibrate (`lenet-bench "
+            f"calibrate --suite {suite} --profile {profile} --seeds 10 --variants "
+            f"{row.variant}`) and let the review of that diff confirm it")
+
+
+def contract_problems(plan: list[Any], records: dict[str, RunRecord], results: Path,
                       root: Path) -> dict[tuple[str, str], str]:
     """(variant, dataset) → what breaks the contracts of bench.contracts: the inputs as the
-    engine holds them, and evaluation of the first seed's trained weights."""
+    engine holds them, the data every run trained on and scored, and the first seed's
+    trained weights (re-evaluated on the raw test split; evaluated batch by batch)."""
     from bench.config import config_from_record
-    from bench.contracts import evaluation_problem, input_problem
+    from bench.contracts import (
+        data_problem,
+        evaluation_problem,
+        input_problem,
+        reevaluation_problem,
+    )
     from bench.engine import load_weights
     from bench.records import weights_path
     from bench.resident import device_data
@@ -185,11 +216,16 @@ def contract_problems(plan: list[Any], records: dict[str, dict[str, Any]], resul
         if key not in inputs:
             inputs[key] = input_problem(ds, cfg.transform, root)
         problems = [f"inputs: {inputs[key]}"] if inputs[key] else []
+        oks = [rec for r in runs if (rec := records.get(r.run_id)) and rec.get("status") == "ok"]
+        problems += sorted({p for rec in oks if (p := data_problem(rec, root))})
         for r in runs:
             rec = records.get(r.run_id)
             wfile = weights_path(results, r.suite, r.profile, r.run_id)
             if rec is not None and rec.get("status") == "ok" and wfile.is_file():
                 model = load_weights(config_from_record(rec["config"]), wfile)
+                problem = reevaluation_problem(model, rec, root)
+                if problem:
+                    problems.append(problem)
                 test = device_data(ds, "test", cfg.transform, "cpu", root)
                 problem = evaluation_problem(model, test, LOSSES[cfg.loss])
                 if problem:
@@ -216,9 +252,9 @@ def render_rows(rows: list[Row]) -> str:
         return "–" if x is None else f"{x:{sign}.4f}"
 
     table = [[r.variant, r.dataset, r.n, f(r.value), f(r.threshold), f(r.margin, "+"),
-              r.status, r.note] for r in rows]
+              f(r.upper), r.status, r.note] for r in rows]
     return tabulate(table, headers=["variant", "dataset", "seeds", METRIC, "threshold",
-                                    "margin", "status", "note"], tablefmt="simple",
+                                    "margin", "max", "status", "note"], tablefmt="simple",
                     disable_numparse=True)
 
 
@@ -258,6 +294,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _note_behaviour(mine, records, prep.plan)
     print(render_rows(rows))
     for r in rows:
+        if r.note.startswith(TOO_GOOD):
+            print(f"too good: {too_good_message(r, suite, prof)}")
         if r.status == "WARN":
             warn(f"{r.variant} on {r.dataset} is registered but has no threshold for suite "
                   f"{suite}, profile {prof} in {th_path}; add one with `lenet-bench calibrate "
@@ -313,9 +351,8 @@ def _note_behaviour(mine: dict[tuple[str, str], Threshold], records: dict[str, A
 # --- calibrate ------------------------------------------------------------------------------
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Train N seeds per (variant, dataset), derive thresholds, rewrite the file for review."""
-    import torch
-
+    """Train N seeds per (variant, dataset) (or, with --no-train, take the records already
+    there), derive both bounds, rewrite the file for review."""
     from bench.records import latest_by_id, read_records
 
     if args.seeds < 2:
@@ -327,10 +364,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           else Thresholds(path=th_path))
     for where in th.dropped:
         warn(f"dropping {where} from {th_path}: the variant is no longer registered")
-    prep = _prepare(args, seeds=args.seeds, overrides={}, train=True)
+    prep = _prepare(args, seeds=args.seeds, overrides={}, train=not args.no_train)
     suite, prof = prep.suite.name, prep.profile.name
     records = latest_by_id(read_records(prep.runs_file))
-    samples: dict[tuple[str, str], tuple[list[Any], list[dict[str, Any]]]] = {}
+    if args.no_train:
+        reused = set(prep.reused)
+        other = [r.run_id for r in prep.plan if r.run_id in records and r.run_id not in reused]
+        if other:
+            warn(f"--no-train: {len(other)} of {len(prep.plan)} records are not recognised as "
+                 "made by this code (bench.fingerprint); the bounds describe the code that made "
+                 "them, whose fingerprints the file keeps")
+    samples: dict[tuple[str, str], tuple[list[Any], list[RunRecord]]] = {}
     bad = 0
     for (variant, ds), runs in sorted(_groups(prep.plan).items()):
         recs = [records.get(r.run_id) for r in runs]
@@ -349,50 +393,84 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                  for key, (_, recs) in samples.items()}
     k = (args.k_sigma if args.k_sigma is not None
          else no_false_alarm_k(list(values_of.values())))
+    k_up = (args.k_sigma if args.k_sigma is not None
+            else no_false_alarm_k(list(values_of.values()), upper=True))
     rule = (f"mean − max({k:g}σ, {args.min_margin:g}) over {args.seeds} seeds, rounded down "
-            f"to {FLOOR_STEP:g}" + ("" if args.k_sigma is not None else
-                                    f"; k = {k:g}, the least half-integer ≥ {K_SIGMA:g} with "
-                                    "no false alarm on the calibration seeds"))
-    table, alarms, weak = [], 0, []
-    for (variant, ds), (runs, recs) in samples.items():
+            f"to {FLOOR_STEP:g}; {UPPER_KEY} = mean + max({k_up:g}σ, {args.min_margin:g}), "
+            "rounded up" + ("" if args.k_sigma is not None else
+                            f"; k = {k:g} and {k_up:g}, the least half-integers ≥ {K_SIGMA:g} "
+                            "with no false alarm on the calibration seeds"))
+    table, alarms, alarms_up, weak = [], 0, 0, []
+    for (variant, ds), (runs, done) in samples.items():
         values = values_of[(variant, ds)]
         value, mean, std = derive_threshold(values, k, args.min_margin)
+        upper = derive_upper(values, k_up, args.min_margin)
         seeds = sorted(r.config.seed for r in runs)
         derived = (f"mean {mean:.4f} − max({k:g} × std {std:.4f}, {args.min_margin:g}), "
-                   f"rounded down to {FLOOR_STEP:g}; {len(values)} seeds ({seeds[0]}–"
+                   f"rounded down to {FLOOR_STEP:g}; {UPPER_KEY}: mean + max({k_up:g} × std, "
+                   f"{args.min_margin:g}), rounded up to {FLOOR_STEP:g}; {len(values)} seeds "
+                   f"({seeds[0]}–"
                    f"{seeds[-1]}) on {runs[0].config.device}")
         alarms += sum(v < value for v in values)
+        alarms_up += sum(v > upper for v in values)
         if value < WEAK_BELOW:
             weak.append(variant)
             print(f"error: {variant} on {ds}: threshold {value:.3f} is under {WEAK_BELOW:g} "
                   "(chance is 0.1): its gate budget barely trains it; raise the `gate=` "
                   "budget in its register_variant", file=sys.stderr)
-        prints = {(rec.get("code") or {}).get("fingerprint") for rec in recs}
+        prints = {(rec.get("code") or {}).get("fingerprint") for rec in done}
         th.entries[(suite, prof, variant, ds)] = Threshold(
             value=value, derived=derived, records=tuple(r.run_id for r in runs),
             mean=round(mean, 6), std=round(std, 6), n=len(values),
             min_seed=round(min(values), 6),
             fingerprint=prints.pop() if len(prints) == 1 and None not in prints else None,
+            upper=upper, max_seed=round(max(values), 6),
         )
         table.append([variant, ds, len(values), f"{mean:.4f}", f"{std:.4f}",
-                      f"{min(values):.4f}", f"{value:.3f}", f"{min(values) - value:+.4f}"])
+                      f"{min(values):.4f}", f"{value:.3f}", f"{min(values) - value:+.4f}",
+                      f"{max(values):.4f}", f"{upper:.3f}", f"{upper - max(values):+.4f}"])
+    used = [rec for _, recs in samples.values() for rec in recs]
+    env = _calibration_env(used if args.no_train else [], prep.plan[0].config.device)
     th.meta[(suite, prof)] = {
-        "calibrated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "calibrated": env.pop("calibrated"),
         "seeds": args.seeds, "rule": rule, "k_sigma": float(k),
-        "min_margin": float(args.min_margin), "false_alarms": alarms,
-        "device": prep.plan[0].config.device, "torch": torch.__version__, "cpu": cpu_model(),
-        "threads": torch.get_num_threads(),
+        "min_margin": float(args.min_margin), "false_alarms": alarms, **env,
+        "k_sigma_upper": float(k_up), "false_alarms_upper": alarms_up,
     }
     write_thresholds(th)
     from tabulate import tabulate
 
     print(tabulate(table, headers=["variant", "dataset", "n", "mean", "std", "min seed",
-                                   "threshold", "min − threshold"], tablefmt="simple",
+                                   "threshold", "min − threshold", "max seed", "max",
+                                   "max − max seed"], tablefmt="simple",
                    disable_numparse=True))
-    print(f"wrote {th_path} ({rule}; {alarms} of {sum(map(len, values_of.values()))} "
-          f"calibration runs below their threshold; {prep.trained} runs trained, "
+    n_runs = sum(map(len, values_of.values()))
+    print(f"wrote {th_path} ({rule}; {alarms} of {n_runs} calibration runs below their "
+          f"threshold, {alarms_up} above their {UPPER_KEY}; {prep.trained} runs trained, "
           f"{len(prep.reused)} reused); review it (git diff {th_path}) and commit")
-    return 1 if bad or weak or alarms else 0
+    return 1 if bad or weak or alarms or alarms_up else 0
+
+
+def _calibration_env(recs: list[RunRecord], device: str) -> dict[str, Any]:
+    """Where and when the calibration runs were made: from their records when the bounds are
+    derived from existing ones (`--no-train`; the values all records agree on), else this
+    process, which has just trained or checked them."""
+    import torch
+
+    here: dict[str, Any] = {
+        "calibrated": datetime.now(UTC).isoformat(timespec="seconds"), "device": device,
+        "torch": torch.__version__, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+    }
+    if not recs:
+        return here
+    envs = [rec.get("env") or {} for rec in recs]
+    ended = [e["ended"] for e in envs if isinstance(e.get("ended"), str)]
+    out = {"calibrated": max(ended) if len(ended) == len(envs) else here["calibrated"]}
+    for key in ("device", "torch", "cpu", "threads"):
+        seen = {e.get(key) for e in envs}
+        if len(seen) == 1 and None not in seen:
+            out[key] = seen.pop()
+    return out
 
 # --- argparse -------------------------------------------------------------------------------
 
@@ -439,3 +517,6 @@ def add_parsers(sub: Any) -> None:
     ca.add_argument("--k-sigma", type=float, default=None, metavar="K",
                     help=f"default: the least half-integer ≥ {K_SIGMA:g} with no false alarm")
     ca.add_argument("--min-margin", type=float, default=MIN_MARGIN, metavar="M")
+    ca.add_argument("--no-train", action="store_true",
+                    help="derive the bounds from the records already in --results (nothing is "
+                    "trained; a missing seed is an error, a record by other code a warning)")

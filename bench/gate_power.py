@@ -1,7 +1,9 @@
 """`lenet-bench gate-power`: how much the CI gate catches, measured by planting regressions.
 
 Each mutant is one small, realistic bug (a wrong optimizer setting, a lost shuffle, a missing
-normalization step, a dropped layer, …) written as an exact text replacement in one file. For
+normalization step, a dropped layer, …) written as an exact text replacement in one file; the
+"too good" class raises accuracy instead (evaluation on the training set, a test subset, test
+images leaked into training), which a lower bound alone never sees. For
 each, a fresh temporary copy of the project gets that one edit and runs the gate there
 (`check --profile gate`, trained afresh, against this checkout's thresholds); a mutant whose
 target text is no longer in the code is reported as stale, never as caught. An unmutated copy
@@ -38,6 +40,7 @@ class Mutant:
     old: str  # must occur exactly once, else the mutant is stale
     new: str
     why: str  # the bug it stands for
+    too_good: bool = False  # it raises the reported accuracy (evaluation data, a leak)
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -93,8 +96,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "    scores_all, loss_sum = [], 0.0",
            "evaluation runs in training mode (BatchNorm uses the test batch's statistics)"),
     Mutant("xavier-gain", "initialization", "variants/init.py",
-           "def _xavier(m: nn.Module) -> None:\n    nn.init.xavier_uniform_(m.weight)",
-           "def _xavier(m: nn.Module) -> None:\n    nn.init.xavier_uniform_(m.weight, gain=0.1)",
+           " -> None:\n    nn.init.xavier_uniform_(m.weight)\n\n\ndef _xavier_zero_bias",
+           " -> None:\n    nn.init.xavier_uniform_(m.weight, gain=0.1)\n\n\ndef _xavier_zero_bias",
            "Xavier-uniform init drawn ten times too small"),
     Mutant("nll-on-logits", "loss", "variants/registry.py",
            "    return F.cross_entropy(scores, y)", "    return F.nll_loss(scores, y)",
@@ -107,6 +110,31 @@ MUTANTS: tuple[Mutant, ...] = (
            "nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)",
            "nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)",
            "the fidle CNNs' first pooling becomes an average"),
+    # The "too good" class: each raises the accuracy the records report.
+    Mutant("eval-on-train-set", "evaluation data", "bench/engine.py",
+           "return [evaluate(self.model, self.test, self.loss_fn",
+           "return [evaluate(self.model, self.train, self.loss_fn",
+           "the learner scores the training set as its test metrics (one word)", True),
+    Mutant("test-subset-5000", "evaluation data", "bench/engine.py",
+           "self.train, self.test = prepare_data(cfg, train), test\n",
+           "self.train, self.test = prepare_data(cfg, train), DeviceData(test.X[:5000], "
+           "test.y[:5000])\n",
+           "the test set cut to its first 5,000 images, in silence (measured: on MNIST that "
+           "half is the harder one for these nets, so accuracy falls; another subset raises "
+           "it: the data contract sees either)", True),
+    Mutant("test-leak-into-train", "train/test leak", "bench/engine.py",
+           '    return (\n'
+           '        device_data(cfg.dataset, "train", cfg.transform, device, data_root, '
+           'cfg.train_subset),\n'
+           '        device_data(cfg.dataset, "test", cfg.transform, device, data_root, '
+           'cfg.test_subset),\n'
+           '    )\n',
+           '    tr = device_data(cfg.dataset, "train", cfg.transform, device, data_root, '
+           'cfg.train_subset)\n'
+           '    te = device_data(cfg.dataset, "test", cfg.transform, device, data_root, '
+           'cfg.test_subset)\n'
+           '    return DeviceData(torch.cat([tr.X, te.X]), torch.cat([tr.y, te.y])), te\n',
+           "the test images (and labels) appended to the training data", True),
 )
 
 
@@ -117,13 +145,14 @@ def _copy(dst: Path) -> Path:
 
 
 def _gate(project: Path, results: Path, data_root: Path, thresholds: Path,
-          timeout: float) -> tuple[int, str, float]:
+          timeout: float, variants: str | None = None) -> tuple[int, str, float]:
     t0 = time.perf_counter()
+    only = [] if variants is None else ["--variants", variants]
     try:
         out = subprocess.run(
             [sys.executable, "-m", "bench", "check", "--suite", "variants", "--profile", "gate",
              "--results", str(results), "--data-root", str(data_root), "--thresholds",
-             str(thresholds), "--quiet"],
+             str(thresholds), "--quiet", *only],
             cwd=project, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return 124, "gate timed out", time.perf_counter() - t0
@@ -136,7 +165,7 @@ def _failing(output: str) -> list[str]:
     rows = []
     for line in output.splitlines():
         parts = line.split()
-        if "FAIL" not in parts[5:7] or line.startswith(("FAIL", "gate")):
+        if "FAIL" not in parts[5:8] or line.startswith(("FAIL", "gate")):
             continue
         note = " ".join(parts[parts.index("FAIL") + 1:])
         rows.append(" ".join(parts[:2] + parts[3:5])
@@ -148,23 +177,28 @@ def _failing(output: str) -> list[str]:
 
 
 #: How the notes of bench.contracts' failures begin (bench.gate.contract_problems).
-CONTRACT_MARKS = ("inputs: ", "evaluation changed", "evaluation depends")
+CONTRACT_MARKS = ("inputs: ", "evaluation changed", "evaluation depends", "data: ",
+                  "re-evaluation: ")
 
 
 def caught_by(failing: list[str]) -> str:
-    """What caught a mutant: accuracy (a row below its threshold or a failed run), the
-    contracts of bench.contracts (inputs, evaluation), or both."""
+    """What caught a mutant: accuracy (a row below its threshold or above its upper bound, or
+    a failed run), the contracts of bench.contracts (inputs, evaluation, data), or both."""
+    from bench.gate import TOO_GOOD
+
     def is_contract(f: str) -> bool:
         return any(m in f for m in CONTRACT_MARKS)
 
     contract = any(is_contract(f) for f in failing)
-    accuracy = any(not is_contract(f) or "below threshold" in f for f in failing)
+    accuracy = any(not is_contract(f) or "below threshold" in f or TOO_GOOD in f
+                   for f in failing)
     return "both" if contract and accuracy else ("contract" if contract else "accuracy")
 
 
 def run_one(mutant: Mutant | None, work: Path, data_root: Path, thresholds: Path,
-            timeout: float) -> dict[str, Any]:
-    """Copy, mutate (None: the baseline), run the gate; returns the outcome."""
+            timeout: float, variants: str | None = None) -> dict[str, Any]:
+    """Copy, mutate (None: the baseline), run the gate (on `variants` only, when given);
+    returns the outcome."""
     project = _copy(work / "project")
     outcome: dict[str, Any] = {"mutant": None if mutant is None else mutant.name}
     if mutant is not None:
@@ -175,7 +209,8 @@ def run_one(mutant: Mutant | None, work: Path, data_root: Path, thresholds: Path
                     "detail": f"target text found {text.count(mutant.old)} times in "
                               f"{mutant.path}: update the mutant"}
         path.write_text(text.replace(mutant.old, mutant.new))
-    rc, output, seconds = _gate(project, work / "results", data_root, thresholds, timeout)
+    rc, output, seconds = _gate(project, work / "results", data_root, thresholds, timeout,
+                                variants)
     if mutant is None:
         result = "pass" if rc == 0 else "false alarm"
     else:
@@ -208,7 +243,7 @@ def cmd_gate_power(args: argparse.Namespace) -> int:
         label = "baseline (no mutation)" if m is None else m.name
         print(f"[{i + 1}/{len(todo)}] {label} …", flush=True)
         with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
-            out = run_one(m, Path(tmp), root, thresholds, args.timeout)
+            out = run_one(m, Path(tmp), root, thresholds, args.timeout, args.variants)
         outcomes.append(out)
         print(f"    {out['result']} ({out.get('seconds', 0)} s)"
               + (f": {'; '.join(out['failing'])}" if out.get("failing") else ""), flush=True)
@@ -222,15 +257,20 @@ def cmd_gate_power(args: argparse.Namespace) -> int:
     caught = sum(o["result"] == "caught" for o in judged)
     stale = sum(o["result"] == "stale" for o in outcomes[1:])
     by_acc = sum(o.get("caught_by") in ("accuracy", "both") for o in judged)
+    good = {m.name for m in chosen if m.too_good}
+    good_judged = [o for o in judged if o["mutant"] in good]
+    good_caught = sum(o["result"] == "caught" for o in good_judged)
     print(f"caught {caught} of {len(judged)} mutants"
-          + (f" ({100 * caught / len(judged):.0f}%; by accuracy alone {by_acc})"
-             if judged else "")
+          + (f" ({100 * caught / len(judged):.0f}%; by accuracy {by_acc})" if judged else "")
+          + (f"; too good: {good_caught} of {len(good_judged)}" if good_judged else "")
           + (f"; {stale} stale (their target text is gone: update them)" if stale else "")
           + f"; baseline: {outcomes[0]['result']}")
     record = {
         "kind": "gate-power", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "thresholds": str(thresholds), "caught": caught, "judged": len(judged),
+        "variants": args.variants or "all",
         "stale": stale, "baseline": outcomes[0]["result"], "caught_by_accuracy": by_acc,
+        "too_good_caught": good_caught, "too_good_judged": len(good_judged),
         "mutants": [asdict(m) for m in chosen], "outcomes": outcomes,
         "env": environment("cpu"),
     }
@@ -253,5 +293,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--thresholds", default=str(THRESHOLDS_FILE), metavar="FILE")
     p.add_argument("--data-root", default=None)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per gate run")
+    p.add_argument("--variants", default=None, metavar="PATTERN",
+                   help="gate only these variants (check --variants; quicker, and the catch "
+                   "rate then speaks for them alone)")
     p.add_argument("--out", default="results/gate-power", metavar="DIR",
                    help="where the JSON record goes ('' for none)")

@@ -22,7 +22,7 @@ from torch import nn
 
 from bench import device as dev
 from bench.config import RunConfig
-from bench.metrics import flops_per_example, inference_throughput
+from bench.metrics import LABELS_MD5, flops_per_example, inference_throughput, labels_md5
 from bench.resident import DeviceData
 from variants import count_total_params, count_trainable_params
 
@@ -42,6 +42,10 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     timing: dict[str, Any] = field(default_factory=dict)
     traceback: str | None = None
+    # What it trained on and what its final metrics scored, {"train"|"test": {"n",
+    # "labels_md5"}}: bench.contracts checks them against the recipe's splits. Kept out of
+    # `metrics`, which the code fingerprint hashes.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +74,7 @@ class EpochTiming:
 class Learner(Protocol):
     cfg: RunConfig
     members: int
+    train: DeviceData  # the training set its batches are drawn from
     test: DeviceData  # the test set, on the training device
     compiled: bool  # the step runs a compiled function (it may fail on first use)
     fallback: str | None  # why the compiled step was given up, if it was
@@ -228,17 +233,22 @@ def _results(learner: Learner, histories: list[list[dict[str, Any]]],
     timed = [r for r in rates if r is not None]
     median = statistics.median(timed) if timed else None
     peak_bytes = peak.read()
+    trained_on = {"n": len(learner.train), "labels_md5": labels_md5(learner.train.y)}
     wall = time.perf_counter() - t_start
     out = []
     for k, model in enumerate(learner.models()):
-        ok = diverged[k] is None
+        div = diverged[k]  # (epoch, why) or None
+        ok = div is None
         metrics: dict[str, Any] = {
             "params_trainable": count_trainable_params(model),
             "params_total": count_total_params(model),
             "flops_per_example": flops_per_example(model, test_X[:1]),
         }
+        data: dict[str, Any] = {"train": trained_on}
         if ok:
-            metrics.update(finals[k])
+            final = dict(finals[k])
+            data["test"] = {"n": final.get("n_test"), "labels_md5": final.pop(LABELS_MD5, None)}
+            metrics.update(final)
         timing: dict[str, Any] = {
             "train_examples_per_s": median,
             "train_examples_per_s_note": throughput_note(k_members if k_members > 1 else None),
@@ -261,8 +271,8 @@ def _results(learner: Learner, histories: list[list[dict[str, Any]]],
             save(model, weights_files[k])
         out.append(RunResult(
             status="ok" if ok else "diverged",
-            error=None if ok else diverged[k][1],  # type: ignore[index]
-            diverged_epoch=None if ok else diverged[k][0],  # type: ignore[index]
-            metrics=metrics, history=histories[k], timing=timing,
+            error=None if div is None else div[1],
+            diverged_epoch=None if div is None else div[0],
+            metrics=metrics, history=histories[k], timing=timing, data=data,
         ))
     return out

@@ -6,13 +6,20 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.idx import idx_bytes, md5_bytes
+
 TOPK = (1, 3, 5)
+
+#: The key under which full metrics carry the digest of the labels they scored. bench.loop
+#: moves it out of a run's metrics into the record's `data` block (metrics feed the code
+#: fingerprint, which must not change with it).
+LABELS_MD5 = "test_labels_md5"
 
 
 def topk_error(scores: Tensor, y: Tensor, k: int) -> float:
@@ -72,7 +79,15 @@ def score_metrics(scores: Tensor, y: Tensor, loss: float, *, full: bool) -> dict
     out["per_class_acc"] = per_class
     out["confusion"] = cm.tolist()
     out["n_test"] = n
+    out[LABELS_MD5] = labels_md5(y)
     return out
+
+
+def labels_md5(y: Tensor) -> str:
+    """md5 of labels written as an IDX1 file: for a whole split it is the SPEC checksum of the
+    split's labels file, so a record can show which labels were scored at the cost of one
+    10,000-byte hash (bench.contracts compares it)."""
+    return md5_bytes(idx_bytes(y.detach().cpu().numpy().astype("uint8")))
 
 
 def flops_per_example(model: nn.Module, x1: Tensor) -> int:
@@ -90,7 +105,8 @@ def flops_per_example(model: nn.Module, x1: Tensor) -> int:
 
     def discount(m: nn.Module, _inp: object, out: Tensor) -> None:
         nonlocal unconnected
-        zeros = int(m.weight_mask.numel() - m.weight_mask.count_nonzero())
+        mask = cast(Tensor, m.weight_mask)  # hooked below only where it is a Tensor
+        zeros = int(mask.numel() - mask.count_nonzero())
         unconnected += 2 * zeros * out.shape[-1] * out.shape[-2]
 
     for m in model.modules():

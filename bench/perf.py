@@ -217,6 +217,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
     from bench.config import parse_assignments
     from bench.data import ensure_dataset, resolve_data_root
+    from bench.fingerprint import code_block, fingerprints
     from variants import list_variants
 
     if args.steps < 1:
@@ -241,6 +242,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     root = resolve_data_root(args.data_root)
     for ds in sorted({c.dataset for c in cfgs}):
         ensure_dataset(ds, root, log=lambda m: None)
+    fingerprints(list(plain.values()), root)  # one probe process names the code of every row
     rows, out_rows = [], []
     for cfg in cfgs:
         print(f"measuring {cfg.variant} ({args.rounds} rounds) …", flush=True)
@@ -248,6 +250,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         test = device_data(cfg.dataset, "test", cfg.transform, device, root, None)
         infer = inference_throughput(build_model(cfg).to(device), test.X, (1, 128, 4096))
         row["inference_examples_per_s"] = infer
+        # What was measured, so a report can tell a row of other code or another recipe.
+        row["config"] = plain[cfg.variant].to_dict()
+        row["code"] = code_block(plain[cfg.variant], root)
         out_rows.append(row)
         packed = row["packed_aggregate_examples_per_s"]
         rows.append([

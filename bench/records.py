@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from filelock import FileLock, Timeout
 
@@ -55,6 +55,9 @@ class RunRecord(TypedDict):
     traceback: NotRequired[str]  # failed runs
     packed_seeds: NotRequired[list[int]]  # trained packed with these seeds
     reused_from: NotRequired[dict[str, Any]]  # copied from another suite (d2l reuse)
+    # {"train"|"test": {"n", "labels_md5"}}: the data it trained on and scored (bench.loop);
+    # checked by the gate's data contract; absent in records made before it existed
+    data: NotRequired[dict[str, Any]]
 
 
 Record = RunRecord
@@ -93,7 +96,7 @@ def parse_record(raw: Any, suite: str, profile: str) -> RunRecord:
         rec["seed"] = -1
     if rec["status"] not in STATUSES:
         rec["status"] = "failed"
-    return rec  # type: ignore[return-value]
+    return cast(RunRecord, rec)  # checked above, key by key
 LOCK_TIMEOUT_S = 10.0
 
 

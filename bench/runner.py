@@ -15,7 +15,7 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.engine import run_training
 from bench.env import environment
-from bench.fingerprint import code_block, made_by_this_code
+from bench.fingerprint import THIS, code_block, fingerprints, judge, made_by_this_code
 from bench.loop import EpochEvent, RunResult
 from bench.records import (
     RECORD_VERSION,
@@ -68,6 +68,8 @@ def make_record(run: PlannedRun, result: RunResult, started: str,
     }
     if result.traceback is not None:
         record["traceback"] = result.traceback
+    if result.data:
+        record["data"] = result.data
     return record
 
 
@@ -142,23 +144,27 @@ class Reuse:
     """Which finished records of a results file stand for runs of the plan.
 
     A record is reused only when the code that made it trains its configuration as this
-    checkout does (same behavioural fingerprint, here or under the CPU kernel set the record
-    names: bench.fingerprint); otherwise it is stale and its run is trained again (unless
-    `keep_stale`, which reuses it and says so).
+    checkout does (same behavioural fingerprint under the probe's fixed kernel set:
+    bench.fingerprint); otherwise it is stale and its run is trained again (unless
+    `keep_stale`, which reuses it and says so). `verdicts` keeps why, per run id, for the
+    message (`bench.fingerprint.judge`).
     """
 
     def __init__(self, data_root: Path, *, keep_stale: bool = False) -> None:
         self.data_root, self.keep_stale = data_root, keep_stale
+        self.verdicts: dict[str, str] = {}
 
     def split(self, plan: list[PlannedRun], path: Path) -> tuple[list[PlannedRun],
                                                                    list[PlannedRun],
                                                                    list[PlannedRun]]:
-        """(current, stale, missing): runs with a record made by this code, by other code,
-        and with no finished record."""
+        """(current, stale, missing): runs with a record made by this code, with one this
+        code does not recognise (`verdicts` says why), and with no finished record. The
+        records are judged by one probe process (the executors probe what they train)."""
         done = finished_records(path)
         found = [(run, done[run.run_id]) for run in plan if run.run_id in done]
-        ok = made_by_this_code([(run.config, rec) for run, rec in found], self.data_root)
-        now = {run.run_id for (run, _), yes in zip(found, ok, strict=True) if yes}
+        said = judge([(run.config, rec) for run, rec in found], self.data_root)
+        self.verdicts.update({run.run_id: v for (run, _), v in zip(found, said, strict=True)})
+        now = {run.run_id for (run, _), v in zip(found, said, strict=True) if v == THIS}
         current = [r for r in plan if r.run_id in now]
         stale = [r for r in plan if r.run_id in done and r.run_id not in now]
         missing = [r for r in plan if r.run_id not in done]
@@ -201,9 +207,11 @@ def pack_groups(todo: list[PlannedRun]) -> list[list[PlannedRun]]:
             continue
         key = packing_key(cfg)
         if key not in groups:  # build the model once per configuration, not once per seed
-            groups[key] = [] if packable(cfg, create_variant(cfg.variant, **cfg.model)) else None
-            if groups[key] is not None:
-                order.append(groups[key])
+            new: list[PlannedRun] | None = (
+                [] if packable(cfg, create_variant(cfg.variant, **cfg.model)) else None)
+            groups[key] = new
+            if new is not None:
+                order.append(new)
         group = groups[key]
         if group is None:
             order.append([run])
@@ -242,6 +250,7 @@ class Progress:
 def execute_plan(
     todo: list[PlannedRun], results: Path, data_root: Path, *, quiet: bool = False
 ) -> Counter[str]:
+    fingerprints([r.config for r in todo], data_root)  # one probe process for all records
     progress = Progress(len(todo), quiet=quiet)
     for batch in pack_groups(todo):
         progress.describe(batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,7 +26,8 @@ def _numpy_reconstruct() -> Callable[..., Any]:
     try:
         from numpy._core.multiarray import _reconstruct  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct as _reconstruct_1x
+        return _reconstruct_1x
     return _reconstruct
 
 
@@ -52,7 +53,15 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
 
 
-def restricted_loads(data: bytes | IO[bytes], *, encoding: str = "latin1") -> Any:
+class BinaryReadable(Protocol):
+    """What pickle reads from: a gzip.GzipFile is one, though not a typing.IO[bytes]."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+    def readline(self) -> bytes: ...
+
+
+def restricted_loads(data: bytes | BinaryReadable, *, encoding: str = "latin1") -> Any:
     """Unpickle bytes or a binary file with RestrictedUnpickler (latin1: Python 2 pickles)."""
     f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     return RestrictedUnpickler(f, encoding=encoding).load()

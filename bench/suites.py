@@ -109,7 +109,7 @@ class Extension:
     name: str
     keys: frozenset[str]
     parse: Callable[[str, dict[str, Any]], dict[str, Any]]
-    choices: Callable[..., Choices] | None = None
+    choices: Callable[..., Choices | None] | None = None  # None back: the group's own grid
     sources: Callable[[Group], list[str]] | None = None
     before_train: Callable[..., tuple[list[PlannedRun], str | None]] | None = None
     after_train: Callable[..., object] | None = None

@@ -1,5 +1,7 @@
 """The gate's thresholds file (bench/thresholds.toml): its schema, strict loading, atomic
-rewriting, and the rule that derives a threshold from several calibration seeds.
+rewriting, and the rule that derives the accuracy bounds from several calibration seeds:
+a lower one (a regression) and an upper one (a result too good for this code: evaluation on
+other data, a leak).
 
 `check` only reads it and `calibrate` rewrites it (bench.gate); keeping the format here means
 one place knows what a valid file is, and every problem with it is one UsageError line.
@@ -13,7 +15,7 @@ import statistics
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from bench.errors import UsageError
 from bench.fsio import atomic_write
@@ -22,9 +24,10 @@ THRESHOLDS_FILE = Path(__file__).parent / "thresholds.toml"
 SCHEMA = 1
 METRIC = "test_acc"
 THRESHOLD_KEY = f"min_{METRIC}"
+UPPER_KEY = f"max_{METRIC}"
 K_SIGMA = 3.0  # the least margin in sample standard deviations over the calibration seeds …
 MIN_MARGIN = 0.005  # … and never less than this (covers other CPUs / BLAS builds)
-FLOOR_STEP = 0.001  # thresholds are rounded down to this, so they read cleanly
+FLOOR_STEP = 0.001  # lower bounds are rounded down to this, upper ones up, to read cleanly
 WEAK_BELOW = 0.2  # a threshold under 2× chance (10 classes) can catch little but a crash
 RESERVED = ("schema", "meta")  # top-level keys that are not suite names
 
@@ -39,6 +42,8 @@ ENTRY_KEYS: dict[str, tuple[Any, str, bool]] = {
     "n": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
           "an integer ≥ 1", False),
     "min_seed": (lambda v: is_num(v) and 0.0 <= v <= 1.0, "a number in [0, 1]", False),
+    UPPER_KEY: (lambda v: is_num(v) and 0.0 < v <= 1.0, "a number in (0, 1]", False),
+    "max_seed": (lambda v: is_num(v) and 0.0 <= v <= 1.0, "a number in [0, 1]", False),
     "fingerprint": (lambda v: isinstance(v, str), "a code fingerprint (string)", False),
 }
 META_KEYS: dict[str, tuple[Any, str]] = {
@@ -49,6 +54,9 @@ META_KEYS: dict[str, tuple[Any, str]] = {
     "k_sigma": (lambda v: is_num(v) and v >= 0, "a number ≥ 0"),
     "false_alarms": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                      "an integer ≥ 0"),
+    "k_sigma_upper": (lambda v: is_num(v) and v >= 0, "a number ≥ 0"),
+    "false_alarms_upper": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                           "an integer ≥ 0"),
     "min_margin": (lambda v: is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
     "device": (lambda v: isinstance(v, str), "a string"),
     "torch": (lambda v: isinstance(v, str), "a string"),
@@ -57,7 +65,7 @@ META_KEYS: dict[str, tuple[Any, str]] = {
 }
 
 
-def is_num(v: Any) -> bool:
+def is_num(v: Any) -> TypeGuard[int | float]:
     """A finite real number (bools excluded, though Python counts them as ints)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -72,6 +80,8 @@ class Threshold:
     n: int | None = None
     min_seed: float | None = None
     fingerprint: str | None = None  # the code that made the calibration records
+    upper: float | None = None  # max_test_acc: above it the result is too good for this code
+    max_seed: float | None = None
 
 
 Key = tuple[str, str, str, str]  # suite, profile, variant, dataset
@@ -153,6 +163,10 @@ def load_thresholds(path: Path, *, drop_unregistered: bool = False) -> Threshold
                         raise UsageError(f"{path}: {ew}: unknown dataset {ds!r}; valid: "
                                          f"{', '.join(DATASET_NAMES)}")
                     _check_fields(path, ew, _table(path, ew, entry), ENTRY_KEYS)
+                    if UPPER_KEY in entry and entry[UPPER_KEY] <= entry[THRESHOLD_KEY]:
+                        raise UsageError(f"{path}: {ew}.{UPPER_KEY} must be above "
+                                         f"{THRESHOLD_KEY} ({entry[THRESHOLD_KEY]!r}), got "
+                                         f"{entry[UPPER_KEY]!r}")
                     out.entries[(suite, prof, variant, ds)] = Threshold(
                         value=float(entry[THRESHOLD_KEY]), derived=entry["derived"],
                         records=tuple(entry["records"]),
@@ -161,6 +175,8 @@ def load_thresholds(path: Path, *, drop_unregistered: bool = False) -> Threshold
                         n=entry.get("n"),
                         min_seed=None if "min_seed" not in entry else float(entry["min_seed"]),
                         fingerprint=entry.get("fingerprint"),
+                        upper=None if UPPER_KEY not in entry else float(entry[UPPER_KEY]),
+                        max_seed=None if "max_seed" not in entry else float(entry["max_seed"]),
                     )
     return out
 
@@ -202,19 +218,24 @@ def _tval(v: Any) -> str:
 
 HEADER = """\
 # CI regression-gate thresholds: `lenet-bench check` fails when a (variant, dataset)'s mean
-# test accuracy over the profile's seeds falls below min_test_acc. Keyed
+# test accuracy over the profile's seeds falls below min_test_acc (a regression) or rises
+# above max_test_acc (too good for this code: evaluation on other data than the test set, a
+# train/test leak, a test subset; a real improvement means recalibrating). Keyed
 # [<suite>.<profile>.<variant>.<dataset>]; each entry says how it was derived and from which
 # run records (results/<suite>/<profile>/runs.jsonl).
 #
-# Written by `lenet-bench calibrate --suite S --profile P --seeds N`: review the diff, then
-# commit. Rule: min_test_acc = mean − max(k·σ, MIN_MARGIN), rounded down to 0.001, where mean
-# and σ (sample std) are over N seeds (0…N−1) trained on the CPU, and k is the smallest half-
-# integer ≥ 3 for which every calibration seed of every variant passes (0 false alarms). A
-# check run trains seed 0 only; on another machine its numbers differ slightly (float
-# rounding), which MIN_MARGIN covers where the seeds agree closely. `fingerprint` names the
-# code that made the records (bench.fingerprint): check notes when training has changed.
-# Hand edits are fine: keep `derived` honest. Unknown keys, wrong types and names that are not
-# a suite / profile / registered variant / dataset are errors.
+# Written by `lenet-bench calibrate --suite S --profile P --seeds N` (`--no-train`: from the
+# records already there): review the diff, then commit. Rule: min_test_acc = mean −
+# max(k·σ, MIN_MARGIN), rounded down to 0.001, and max_test_acc = mean + max(k'·σ,
+# MIN_MARGIN), rounded up, where mean and σ (sample std) are over N seeds (0…N−1) trained on
+# the CPU, and k (k') is the smallest half-integer ≥ 3 for which no calibration seed of any
+# variant is below (above) its bound (0 false alarms). A check run trains seed 0 only; on
+# another machine its numbers differ slightly (float rounding), which MIN_MARGIN covers where
+# the seeds agree closely. `fingerprint` names the code that made the records
+# (bench.fingerprint): check notes when training has changed. Hand edits are fine: keep
+# `derived` honest. max_test_acc is optional (without it nothing is too good); unknown keys,
+# wrong types and names that are not a suite / profile / registered variant / dataset are
+# errors.
 """
 
 
@@ -228,7 +249,9 @@ def write_thresholds(th: Thresholds) -> None:
     for (suite, prof, variant, ds), t in sorted(th.entries.items()):
         lines.append(f"[{'.'.join(_tkey(k) for k in (suite, prof, variant, ds))}]")
         lines.append(f"{THRESHOLD_KEY} = {_tval(t.value)}")
-        for k in ("mean", "std", "n", "min_seed", "fingerprint"):
+        if t.upper is not None:
+            lines.append(f"{UPPER_KEY} = {_tval(t.upper)}")
+        for k in ("mean", "std", "n", "min_seed", "max_seed", "fingerprint"):
             v = getattr(t, k)
             if v is not None:
                 lines.append(f"{k} = {_tval(v)}")
@@ -239,14 +262,18 @@ def write_thresholds(th: Thresholds) -> None:
     atomic_write(th.path, "\n".join(lines), check=load_thresholds)
 
 
-def no_false_alarm_k(samples: list[list[float]], least: float = K_SIGMA) -> float:
+def no_false_alarm_k(samples: list[list[float]], least: float = K_SIGMA, *,
+                     upper: bool = False) -> float:
     """The smallest half-integer k ≥ `least` at which every seed of every sample is at least
-    mean − k·σ: the gate's k, so that none of the calibration seeds would have failed."""
+    mean − k·σ (with `upper`: at most mean + k·σ): the gate's k, so that none of the
+    calibration seeds would have failed."""
     z = 0.0
     for values in samples:
         std = statistics.stdev(values)
         if std > 0:
-            z = max(z, (statistics.fmean(values) - min(values)) / std)
+            far = max(values) - statistics.fmean(values) if upper else \
+                statistics.fmean(values) - min(values)
+            z = max(z, far / std)
     return max(least, math.ceil(2 * z - 1e-9) / 2)
 
 
@@ -258,3 +285,15 @@ def derive_threshold(values: list[float], k_sigma: float = K_SIGMA,
     margin = max(k_sigma * std, min_margin)
     value = math.floor((mean - margin) / FLOOR_STEP + 1e-9) * FLOOR_STEP
     return max(round(value, 6), FLOOR_STEP), mean, std
+
+
+def derive_upper(values: list[float], k_sigma: float = K_SIGMA,
+                 min_margin: float = MIN_MARGIN) -> float:
+    """The upper bound from the calibration seeds' accuracies (at least 2): mean +
+    max(k·σ, min_margin), rounded up to FLOOR_STEP, at most 1. A run above it is too good for
+    the code that was calibrated: evaluation on other data, a leak, or a real improvement
+    that wants recalibrating."""
+    mean = statistics.fmean(values)
+    margin = max(k_sigma * statistics.stdev(values), min_margin)
+    value = math.ceil((mean + margin) / FLOOR_STEP - 1e-9) * FLOOR_STEP
+    return min(round(value, 6), 1.0)

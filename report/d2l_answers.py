@@ -185,7 +185,8 @@ def judge(q: Question) -> None:
         q.comparisons = [Comparison(lv, paired(lv.by_seed, ref.by_seed))
                          for lv in q.levels if lv is not ref and lv.trained]
         tested = [c for c in q.comparisons if c.test.tested]
-        for c, p in zip(tested, holm([c.test.p for c in tested]), strict=True):
+        pvalues = [p for c in tested if (p := c.test.p) is not None]  # tested: each has a p
+        for c, p in zip(tested, holm(pvalues), strict=True):
             c.p_holm = p
     q.answer = answer(q)
 

@@ -14,7 +14,7 @@ import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -278,7 +278,8 @@ def memberships(r: Record) -> list[Record]:
     trained once but is a level of several groups, each with its own factor value."""
     keys = ("group", "question", "factor", "factor_value")
     ms = r.get("memberships") or [{k: r.get(k) for k in keys}]
-    return [{**r, **{k: m.get(k) for k in keys}} for m in ms]
+    # a key a membership lacks reads as None (the callers fall back), not as the schema's str
+    return [cast(Record, {**r, **{k: m.get(k) for k in keys}}) for m in ms]
 
 
 def d2l_section(qs: dict[RunSet, list[Question]], results: Path, out_dir: Path,

@@ -19,7 +19,7 @@ from report.doc import Bullets, Cell, Code, Section, Table, Text, cell, text
 from report.fmt import TOO_FEW, acc_cell, interval, pct, pp
 from report.stats import MIN_SEEDS, prediction_interval, summarize
 from variants import get_spec
-from variants.registry import VariantError, VariantSpec
+from variants.registry import Published, VariantError, VariantSpec
 
 HEADERS = ("variant", "dataset", "metric", "published", "ours", "95% prediction interval",
            "Δ ours − published", "verdict", "why they differ")
@@ -48,9 +48,19 @@ def _spec(name: str) -> VariantSpec | None:
         return None
 
 
+def _published_of(name: str) -> Published:
+    """The variant's published figure and the other numbers its source printed, from the
+    registry (the one place they are kept, docs/catalogue.md shows them)."""
+    pub = get_spec(name).published
+    if pub is None:
+        raise ValueError(f"variant {name!r} registers no published figure")
+    return pub
+
+
 def _mlp(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
-    out = ["the published 0.9012 comes from the notebook's bug (softmax over dim 0, the batch, "
-           "before the cross-entropy loss); mlp trains the correct network"]
+    out = [f"the published {_published_of('mlp').value:g} comes from the notebook's bug "
+           "(softmax over dim 0, the batch, before the cross-entropy loss); mlp trains the "
+           "correct network"]
     twin = [h for h in groups if h.variant == "mlp_softmax_dim0" and h.dataset == g.dataset
             and h.runset == g.runset and h.ok]
     if twin:
@@ -69,8 +79,10 @@ def _mlp_bug(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
 
 
 def _lenet5_bn(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
-    return ["the tutorial normalized its test set with 0.1325/0.3105 instead of the training "
-            "set's 0.1307/0.3081; we normalize both alike"]
+    t, printed = get_spec("lenet5_bn").recipe.transform, _published_of("lenet5_bn").printed
+    return [f"the tutorial normalized its test set with {printed['test_mean']:g}/"
+            f"{printed['test_std']:g} instead of the training set's {t.mean:g}/{t.std:g}; we "
+            "normalize both alike"]
 
 
 def _lenet5(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
@@ -78,9 +90,6 @@ def _lenet5(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
             "diagonal Levenberg–Marquardt at batch 1"]
 
 
-#: What the d2l chapter's train_ch5 printed beside its test accuracy after the last epoch
-#: (MXNet edition): "loss 0.471, train acc 0.822, test acc 0.836".
-D2L_CHAPTER_TRAIN = {"train_loss": 0.471, "train_acc": 0.822}
 #: How close our seeds' mean must be to call training the chapter's (its printed precision
 #: is 0.001; one seed's spread here is about 0.003 in loss and 0.001 in accuracy).
 TRAIN_MATCH = {"train_loss": 0.01, "train_acc": 0.005}
@@ -98,7 +107,9 @@ def _lenet_d2l(g: Group, cfg: dict[str, Any], groups: list[Group]) -> list[str]:
     tails = [[e.get("test_acc") for e in r["history"][-4:]] for r in g.ok]
     swings = [abs(a - b) for tail in tails for a, b in zip(tail, tail[1:], strict=False)
               if a is not None and b is not None]
-    ch_loss, ch_acc = D2L_CHAPTER_TRAIN["train_loss"], D2L_CHAPTER_TRAIN["train_acc"]
+    # what the chapter's train_ch5 printed beside its test accuracy after the last epoch
+    chapter = _published_of("lenet_d2l").printed
+    ch_loss, ch_acc = chapter["train_loss"], chapter["train_acc"]
     same = (abs(sum(loss) / len(loss) - ch_loss) <= TRAIN_MATCH["train_loss"]
             and abs(sum(acc) / len(acc) - ch_acc) <= TRAIN_MATCH["train_acc"])
     out = [f"final-epoch training loss {min(loss):.3f}–{max(loss):.3f} over our seeds "

@@ -9,12 +9,21 @@ from __future__ import annotations
 import shlex
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import TypedDict
 
 from report.collect import Record
 from report.doc import CodeBlock, Section
 
 
-def _plan_ids(suite: str, profile: str, device: str, opts: dict[str, object]) -> set[str] | None:
+class _Options(TypedDict):
+    """The `lenet-bench run` options a candidate command sets (None: left at the default)."""
+
+    variants: str | None
+    datasets: list[str] | None
+    seeds: int | None
+
+
+def _plan_ids(suite: str, profile: str, device: str, opts: _Options) -> set[str] | None:
     from bench.errors import UsageError
     from bench.suites import expand, get_profile, load_suite
 
@@ -27,7 +36,7 @@ def _plan_ids(suite: str, profile: str, device: str, opts: dict[str, object]) ->
     return {r.run_id for r in plan}
 
 
-def _candidates(recs: list[Record]) -> Iterator[dict[str, object]]:
+def _candidates(recs: list[Record]) -> Iterator[_Options]:
     variants = ",".join(sorted({r["variant"] for r in recs}))
     datasets = sorted({r["dataset"] for r in recs})
     seeds = max(r["seed"] for r in recs) + 1
@@ -48,7 +57,7 @@ def run_command(suite: str, profile: str, recs: list[Record]) -> tuple[str, bool
             if opts["variants"]:
                 args += ["--variants", str(opts["variants"])]
             if opts["datasets"]:
-                args += ["--datasets", *opts["datasets"]]  # type: ignore[misc]
+                args += ["--datasets", *opts["datasets"]]
             if opts["seeds"]:
                 args += ["--seeds", str(opts["seeds"])]
             return shlex.join(args), True

@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.fingerprint import NO_FINGERPRINT, THIS
 from report.doc import Cell, Code, Heading, Section, Table, cell
 from report.fmt import DASH, count, slug
+from report.provenance import UNCHECKED
 
 HEADERS = ("variant", "batch", "usual loop ex/s", "engine ex/s", "engine ÷ usual",
            "+ levers ex/s", "+ levers ÷ usual", "packed ex/s", "packed ÷ usual",
@@ -73,7 +75,50 @@ def _row(row: dict[str, Any], levers: bool) -> tuple:
     return tuple(cells)
 
 
-def speed_section(results: Path) -> Section:
+def _recipe_change(row: dict[str, Any], device: str) -> str | None:
+    """How the recipe a row was measured at differs from the variant's recipe now (None: the
+    same), from the row's resolved config, or its batch size in records older than that."""
+    from bench.config import resolve_config
+    from variants import VariantError
+
+    try:
+        now = resolve_config(str(row.get("variant")), None, 0, {}, device=device).to_dict()
+    except VariantError:
+        return "a variant this tree does not register"
+    then = row.get("config") or {"batch_size": row.get("batch_size")}
+    diff = [f"{k} {json.dumps(then[k])} (now {json.dumps(now.get(k))})" for k in sorted(then)
+            if k not in ("seed", "device") and then[k] != now.get(k)]
+    return "measured at " + ", ".join(diff) if diff else None
+
+
+def provenance(rec: dict[str, Any], data_root: Path | None) -> list[str]:
+    """Per row of a perf record: THIS, or why its figures are not this tree's (another
+    recipe, code that trains differently, no code named, …), like the run records'."""
+    from bench.config import config_from_record
+    from bench.datasets import DataError
+    from bench.fingerprint import judge, why_not
+
+    device = str(rec.get("device") or "cpu")
+    rows = [r for r in rec.get("rows", []) if isinstance(r, dict)]
+    out: list[str] = []
+    items, where = [], []
+    for i, row in enumerate(rows):
+        changed = _recipe_change(row, device)
+        out.append(changed or why_not(NO_FINGERPRINT))
+        if changed is None and row.get("code"):
+            items.append((config_from_record(row["config"]), {"code": row["code"]}))
+            where.append(i)
+    try:
+        said = judge(items, data_root or Path("data"))
+    except DataError:
+        said = [UNCHECKED] * len(items)
+    for i, verdict in zip(where, said, strict=True):
+        out[i] = THIS if verdict == THIS else (
+            "not checked (no data here)" if verdict == UNCHECKED else why_not(verdict))
+    return out
+
+
+def speed_section(results: Path, data_root: Path | None = None) -> Section:
     sec = Section("Speed: the engine against the usual loop", "speed")
     recs = latest_per_device(load_perf(results))
     if not recs:
@@ -108,6 +153,15 @@ def speed_section(results: Path) -> Section:
             f", ended {env.get('ended', '?')}; record ", Code(r["_file"]), ".")
         sec.add(Table(HEADERS, tuple(_row(row, bool(levers)) for row in r["rows"]
                                      if isinstance(row, dict)), NUMERIC))
+        made = provenance(r, data_root)
+        names = [str(row.get("variant")) for row in r["rows"] if isinstance(row, dict)]
+        if made and all(m == THIS for m in made):
+            sec.para(f"Made by this code: all {len(made)} rows (their recipes and training "
+                     "code fingerprints match this tree's).")
+        elif made:
+            sec.para("⚠ Not all measured by this tree's code and recipes: " + "; ".join(
+                f"{n}: {m}" for n, m in zip(names, made, strict=True) if m != THIS) + ". ",
+                Code("make perf"), " measures them again.")
         notes = [f"{row['variant']}: {row[k]}" for row in r["rows"] if isinstance(row, dict)
                  for k in ("fallback", "packed_note") if row.get(k)]
         if notes:

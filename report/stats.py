@@ -122,8 +122,8 @@ def compare(ref: Sequence[float], others: dict[str, Sequence[float]],
     names = sorted(others)
     tests = {n: (welch(others[n], ref) if min(len(others[n]), len(ref)) >= min_n else None)
              for n in names}
-    defined = [n for n in names if tests[n] is not None]
-    adjusted = dict(zip(defined, holm([tests[n].p for n in defined]), strict=True))
+    defined = {n: t for n in names if (t := tests[n]) is not None}
+    adjusted = dict(zip(defined, holm([t.p for t in defined.values()]), strict=True))
     out = []
     for n in names:
         vals = others[n]

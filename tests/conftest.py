@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -51,6 +52,30 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+#: The small local run several tests compare against: smoke profile, seed 0, three variants.
+LOCAL_SMOKE = ["--variants", "mlp,cnn2_fidle,cnn_fidle", "--set", "train_subset=1024", "--set",
+               "test_subset=256"]
+
+
+@pytest.fixture(scope="session")
+def _local_smoke(tmp_path_factory: pytest.TempPathFactory,
+                 data_root: Path) -> dict[str, dict[str, Any]]:
+    from bench.cli import main
+
+    results = tmp_path_factory.mktemp("local-smoke")
+    assert main(["run", "--suite", "variants", "--profile", "smoke", "--quiet", "--jobs", "1",
+                 "--results", str(results), *LOCAL_SMOKE]) == 0
+    return {r["run_id"]: r for r in read_jsonl(results / "variants/smoke/runs.jsonl")}
+
+
+@pytest.fixture
+def local_smoke_records(_local_smoke: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """LOCAL_SMOKE's records by run id (`run --jobs 1`), trained once per session (test_jobs
+    and test_ray compare other executors with them). A copy for each test, and never the
+    folder: no test can change what another one reads."""
+    return copy.deepcopy(_local_smoke)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""SPEC.md §2 read from the file itself, so tests compare the registry with the spec, not with a
-hand-kept copy of its numbers that could drift.
+"""SPEC.md §2 read from the file itself, so tests/test_spec.py compares the registry with the
+spec, not with a hand-kept copy of its numbers that could drift.
 
-SPEC.md lives beside the checkout (`../shared/SPEC.md`; `$LENET_BENCH_SPEC` overrides). A clone
-without it skips the spec tests with a line saying so, except under CI, where it is required.
+SPEC.md lives beside the checkout (`../shared/SPEC.md`; `$LENET_BENCH_SPEC` overrides). Only
+tests/test_spec.py uses this helper: a clone without SPEC.md skips that module with one line,
+except under CI, where it is required.
 """
 
 from __future__ import annotations

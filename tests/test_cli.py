@@ -27,15 +27,34 @@ from tests.conftest import run_cli
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_usage_errors(tmp_path: Path, args: list[str], fragment: str) -> None:
+def test_usage_errors(tmp_path: Path, args: list[str], fragment: str,
+                      capsys: pytest.CaptureFixture[str],
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, which spares a torch import per case (an escaping exception fails
+    the test as a traceback would); test_usage_error_as_the_shell_sees_it runs the entry
+    point itself."""
+    from bench.cli import main
+
+    monkeypatch.chdir(tmp_path)
     res = tmp_path / "results"
     full = args + (["--results", str(res)] if args[0] == "run" else [])
-    p = run_cli(*full, cwd=tmp_path)
+    assert main(full) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lenet-bench: error:"), err
+    assert fragment in lines[0]
+    assert not res.exists()
+
+
+def test_usage_error_as_the_shell_sees_it(tmp_path: Path) -> None:
+    """`python -m bench` in a process of its own: exit status 2, one line, no traceback."""
+    res = tmp_path / "results"
+    p = run_cli("run", "--suite", "variants", "--set", "colour=red", "--results", str(res),
+                cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lenet-bench: error:"), p.stderr
-    assert fragment in lines[0]
-    assert "Traceback" not in p.stderr
+    assert "unknown override 'colour'" in lines[0] and "Traceback" not in p.stderr
     assert not res.exists()
 
 

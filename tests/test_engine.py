@@ -20,14 +20,19 @@ def _run(tmp: Path, *extra: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> list[dict]:
+def two_run_dirs(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> list[Path]:
     """lenet_modern, seeds 0 and 1, trained twice each into separate result dirs."""
     out = []
     for name in ("a", "b"):
         d = tmp_path_factory.mktemp(name)
         assert _run(d, "--variants", "lenet_modern", "--seeds", "2", *SMALL) == 0
-        out.append(read_jsonl(d / "variants" / "smoke" / "runs.jsonl"))
+        out.append(d)
     return out
+
+
+@pytest.fixture(scope="module")
+def two_runs(two_run_dirs: list[Path]) -> list[list[dict]]:
+    return [read_jsonl(d / "variants" / "smoke" / "runs.jsonl") for d in two_run_dirs]
 
 
 def test_record_is_complete(two_runs: list[list[dict]]) -> None:
@@ -64,17 +69,19 @@ def test_same_seed_is_bit_identical_and_seeds_differ(two_runs: list[list[dict]])
     assert a[0]["history"] != a[1]["history"]
 
 
-def test_weights_are_saved_and_reload(two_runs: list[list[dict]], tmp_path: Path) -> None:
+def test_weights_are_saved_and_reload(two_runs: list[list[dict]],
+                                      two_run_dirs: list[Path]) -> None:
     from bench.config import RunConfig
     from bench.engine import load_weights
 
     rec = two_runs[0][0]
     cfg = RunConfig(**rec["config"])
     assert cfg.run_id() == rec["run_id"]
-    # weights live beside the records of the results dir used in the fixture
-    matches = list(Path(tmp_path).parent.parent.glob(f"**/weights/{rec['run_id']}.safetensors"))
-    assert matches, "weights file missing"
-    model = load_weights(cfg, matches[0])
+    # weights live beside the records of the results dir the fixture trained into (not any
+    # file of that name another test left in the session's temporary folders)
+    weights = two_run_dirs[0] / "variants" / "smoke" / "weights" / f"{rec['run_id']}.safetensors"
+    assert weights.is_file(), "weights file missing"
+    model = load_weights(cfg, weights)
     assert sum(p.numel() for p in model.parameters()) == 61_706
 
 

@@ -21,6 +21,7 @@ from bench.thresholds import (
     Threshold,
     Thresholds,
     derive_threshold,
+    derive_upper,
     load_thresholds,
     no_false_alarm_k,
     write_thresholds,
@@ -73,6 +74,8 @@ def results(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
          "records must be a list of run-id strings"),
         (_entry(variant="mpl"), "variants.smoke.mpl: unknown variant 'mpl'"),
         (_entry(dataset="mnsit"), "unknown dataset 'mnsit'"),
+        (_entry(body='min_test_acc = 0.5\nmax_test_acc = 0.4\nderived = "x"\nrecords = []\n'),
+         "variants.smoke.mlp.mnist.max_test_acc must be above min_test_acc (0.5), got 0.4"),
         ("[variants.smok.mlp.mnist]\nmin_test_acc = 0.5\n", "variants.smok: unknown profile"),
         ("[variantz.smoke.mlp.mnist]\nmin_test_acc = 0.5\n", "unknown key or suite 'variantz'"),
         ("[variants.smoke.mlp.mnist\nmin_test_acc = 0.5\n", "invalid TOML"),
@@ -129,6 +132,25 @@ def test_derive_threshold_rule() -> None:
     assert std == 0 and value == pytest.approx(0.946)
 
 
+def test_derive_upper_rule() -> None:
+    """The mirror of the lower bound: mean + max(k·σ, margin), rounded up, at most 1."""
+    assert derive_upper([0.78, 0.80, 0.82]) == pytest.approx(0.86)  # 0.80 + 3 × 0.02
+    assert derive_upper([0.9512, 0.9512, 0.9512]) == pytest.approx(0.957)  # the margin, up
+    assert derive_upper([0.80, 0.81, 0.82], k_sigma=4.0) == pytest.approx(0.85)
+    assert derive_upper([0.999, 0.998, 0.999]) == 1.0
+
+
+def test_upper_k_is_the_least_half_integer_without_a_false_alarm() -> None:
+    low_outlier = [0.90] * 15 + [0.80]  # far below, never above: the upper k stays 3
+    assert no_false_alarm_k([low_outlier], upper=True) == 3.0
+    high = [0.80] * 15 + [0.90]  # z = 3.75 above the mean → k 4.0, and no seed above
+    k = no_false_alarm_k([low_outlier, high], upper=True)
+    assert k == 4.0 and no_false_alarm_k([high]) == 3.0
+    assert derive_upper(high, 3.5) < max(high) <= derive_upper(high, k)
+    for v in (low_outlier, high):
+        assert max(v) <= derive_upper(v, k)
+
+
 def test_k_is_the_least_half_integer_without_a_false_alarm() -> None:
     tight = [0.90, 0.91, 0.92, 0.91]  # the lowest seed is 1.22σ below the mean: k stays 3
     assert no_false_alarm_k([tight]) == 3.0
@@ -154,8 +176,11 @@ def test_committed_file_is_valid_strong_and_covers_the_gate() -> None:
     for t in mine.values():
         assert t.mean is not None and t.value < t.mean and len(t.records) == t.n >= 10
         assert t.value >= WEAK_BELOW and t.min_seed is not None and t.min_seed >= t.value
+        assert t.upper is not None and t.max_seed is not None
+        assert t.mean < t.max_seed <= t.upper <= 1.0  # no calibration seed is too good
         assert t.fingerprint
-    assert th.meta[("variants", "gate")]["false_alarms"] == 0
+    meta = th.meta[("variants", "gate")]
+    assert meta["false_alarms"] == 0 and meta["false_alarms_upper"] == 0
 
 
 def test_gate_profile_trains_each_variant_at_its_own_budget() -> None:
@@ -217,6 +242,43 @@ def test_crippled_variant_fails_by_name(results: Path, data_root: Path,
     row = next(line for line in out.splitlines() if line.startswith(CHEAP))
     assert "FAIL" in row and "below threshold" in row
     assert "FAIL: mlp/mnist" in out and "1 runs trained" in out
+
+
+def test_too_good_run_fails_and_says_why(results: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """Above max_test_acc is a FAIL: too good for this code, with the likely causes (the
+    wrong data evaluated, a leak) and the way out for a real improvement (recalibrate)."""
+    th = _write(tmp_path / "t.toml", _entry(
+        body='min_test_acc = 0.1\nmax_test_acc = 0.2\nderived = "x"\nrecords = []\n'))
+    assert _check(results, th, "--variants", CHEAP, "--no-train") == 1
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith(CHEAP))
+    assert "FAIL" in row and "too good: above max" in row and "0.2000" in row
+    why = next(line for line in out.splitlines() if line.startswith("too good: mlp on mnist"))
+    for part in ("is above its upper bound 0.200: too good for this code",
+                 "evaluation on other data than the full test split", "test subset",
+                 "leaked into training", "recalibrate (`lenet-bench calibrate"):
+        assert part in why, why
+    assert "FAIL: mlp/mnist" in out
+
+
+def test_record_without_its_data_block_fails(results: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    """A record that does not say what it trained on and scored cannot pass the data
+    contract (records made before it existed: the gate trains afresh anyway)."""
+    from bench.records import runs_path
+
+    rec = json.loads(runs_path(results, "variants", "smoke").read_text().splitlines()[0])
+    assert rec["data"]["test"] == {"n": 2000, "labels_md5": rec["data"]["test"]["labels_md5"]}
+    del rec["data"]
+    res = tmp_path / "r"
+    path = runs_path(res, "variants", "smoke")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rec) + "\n")
+    th = _write(tmp_path / "t.toml", _entry())
+    assert _check(res, th, "--variants", CHEAP, "--no-train") == 1
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(CHEAP))
+    assert "FAIL" in row and "data: the record does not say which data" in row
 
 
 def test_failed_run_is_a_fail(results: Path, tmp_path: Path,
@@ -331,7 +393,10 @@ def test_every_mutant_targets_code_that_exists_once() -> None:
     assert len(MUTANTS) >= 12 and len({m.name for m in MUTANTS}) == len(MUTANTS)
     assert {"optimizer hyperparameters", "learning-rate schedule", "data order",
             "normalization", "input geometry", "label handling", "evaluation mode",
-            "initialization", "loss", "one layer in a model"} <= kinds
+            "initialization", "loss", "one layer in a model", "evaluation data",
+            "train/test leak"} <= kinds
+    assert {m.name for m in MUTANTS if m.too_good} >= {
+        "eval-on-train-set", "test-subset-5000", "test-leak-into-train"}
     for m in MUTANTS:
         assert (REPO / m.path).read_text().count(m.old) == 1, m.name
         assert m.old != m.new
@@ -349,15 +414,20 @@ def test_a_mutant_whose_target_is_gone_is_stale_not_caught(tmp_path: Path) -> No
 def test_failing_rows_are_read_from_the_gate_table() -> None:
     from bench.gate_power import _failing, caught_by
 
-    table = """variant    dataset    seeds    test_acc    threshold    margin    status    note
----------  ---------  -------  ----------  -----------  --------  --------  ------
-cnn_fidle  mnist      1/1      0.9012      0.9600       -0.0588   FAIL      below threshold
-mlp        mnist      1/1      0.9700      0.9600       +0.0100   PASS
-lenet5_bn  mnist      1/1      0.9840      0.9770       +0.0070   FAIL      evaluation changed the model's state (bn1.running_mean…)
+    table = """variant    dataset    seeds    test_acc    threshold    margin    max     status    note
+---------  ---------  -------  ----------  -----------  --------  ------  --------  ------
+cnn_fidle  mnist      1/1      0.9012      0.9600       -0.0588   0.9900  FAIL      below threshold
+mlp        mnist      1/1      0.9700      0.9600       +0.0100   0.9900  PASS
+lenet5_bn  mnist      1/1      0.9840      0.9770       +0.0070   0.9880  FAIL      evaluation changed the model's state (bn1.running_mean…)
+lenet5     mnist      1/1      0.9890      0.9560       +0.0330   0.9850  FAIL      too good: above max
+mlp2       mnist      1/1      0.9400      0.9250       +0.0150   0.9430  FAIL      data: the test metrics scored 60000 images; the mnist test split has 10000
 8 of 9 passed; FAIL: cnn_fidle/mnist (9 runs trained, 0 reused, 150.0 s)"""  # noqa: E501
     failing = _failing(table)
-    assert failing == ["cnn_fidle mnist 0.9012 0.9600", "lenet5_bn mnist 0.9840 0.9770 "
-                       "(evaluation changed the model's state (bn1.running_mean…))"]
+    assert failing[:2] == ["cnn_fidle mnist 0.9012 0.9600", "lenet5_bn mnist 0.9840 0.9770 "
+                           "(evaluation changed the model's state (bn1.running_mean…))"]
+    assert failing[2] == "lenet5 mnist 0.9890 0.9560 (too good: above max)"
+    assert caught_by(failing[2:3]) == "accuracy" and caught_by(failing[3:]) == "contract"
+    failing = failing[:2]
     assert _failing("Traceback …\nRuntimeError: boom") == ["RuntimeError: boom"]
     assert caught_by(failing) == "both"
     assert caught_by(failing[:1]) == "accuracy" and caught_by(failing[1:]) == "contract"

@@ -15,10 +15,9 @@ import pytest
 
 from bench.cli import main
 from bench.executor_pool import threads_per_job
-from tests.conftest import REPO, read_jsonl
+from tests.conftest import LOCAL_SMOKE, REPO, read_jsonl
 
-CHEAP = ["--variants", "mlp,cnn2_fidle,cnn_fidle", "--set", "train_subset=1024", "--set",
-         "test_subset=256"]
+CHEAP = LOCAL_SMOKE  # the runs of the session's one `--jobs 1` run (local_smoke_records)
 
 
 def _run(results: Path, *extra: str) -> int:
@@ -27,11 +26,11 @@ def _run(results: Path, *extra: str) -> int:
 
 
 def test_two_jobs_write_the_same_run_ids_as_one_with_one_record_each(
-        tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert _run(one, "--jobs", "1") == 0
+        tmp_path: Path, local_smoke_records: dict[str, dict],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    two = tmp_path / "two"
     assert _run(two, "--jobs", "2") == 0
-    a = read_jsonl(one / "variants/smoke/runs.jsonl")
+    a = list(local_smoke_records.values())  # the same runs with --jobs 1
     b = read_jsonl(two / "variants/smoke/runs.jsonl")
     assert Counter(r["run_id"] for r in a) == Counter(r["run_id"] for r in b)
     assert len(b) == 3 and len({r["run_id"] for r in b}) == 3

@@ -32,6 +32,7 @@ class Scripted:
         self.cfg = resolve_config("mlp", None, 0, {"num_epochs": 3, "batch_size": 4})
         self.members, self.epoch, self.n_steps = k, -1, steps
         self.test = DeviceData(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64))
+        self.train = self.test
         self.script_test = test_loss or [[1.0] * k] * 3
         self.script_train = train_loss or [[1.0] * k] * 3
         self.raise_at, self.compiled, self.steps_done = raise_at, compiled, []

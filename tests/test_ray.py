@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from bench.cli import main
-from tests.conftest import read_jsonl
+from tests.conftest import LOCAL_SMOKE, read_jsonl
 
-CHEAP = ["--variants", "mlp,cnn2_fidle", "--set", "train_subset=1024", "--set",
-         "test_subset=256"]
+# Two of the session's local runs (conftest LOCAL_SMOKE: same subsets, so the same run ids).
+CHEAP_VARIANTS = ("mlp", "cnn2_fidle")
+CHEAP = ["--variants", ",".join(CHEAP_VARIANTS), *LOCAL_SMOKE[2:]]
 
 
 def _run(tmp: Path, *extra: str) -> int:
@@ -62,12 +63,15 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_ray_records_match_local_bit_for_bit_and_resume(
-    ray_local: Any, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_local: Any, local_smoke_records: dict[str, dict[str, Any]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
-    local, remote = tmp_path / "local", tmp_path / "ray"
-    assert _run(local, *CHEAP) == 0
+    remote = tmp_path / "ray"
+    capsys.readouterr()
     assert _run(remote, *CHEAP, "--executor", "ray") == 0
-    a, b = _records(local), _records(remote)
+    # the same runs trained locally with --jobs 1 (CHEAP's variants of the session's run)
+    a = {rid: r for rid, r in local_smoke_records.items() if r["variant"] in CHEAP_VARIANTS}
+    b = _records(remote)
     assert set(a) == set(b) and len(b) == 2
     for rid, rec in b.items():
         assert rec["status"] == "ok", rec.get("error")

@@ -16,6 +16,7 @@ class LeNetBase(nn.Module):
 
     input_size: int = 28
     num_classes: int = 10
+    variant_name: str  # its registered name, set by variants.registry.create_variant
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Everything up to (not including) the classifier; returns the feature vector."""

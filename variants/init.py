@@ -7,39 +7,43 @@ define `init_weights(name: str) -> bool`; returning True means it handled itself
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import torch
 from torch import nn
+
+# What an init is applied to (apply_init visits only these): typed so `.weight` is a Tensor.
+Layer: TypeAlias = nn.Conv2d | nn.Linear
 
 
 def _fan_in(w: torch.Tensor) -> int:
     return w.shape[1] * (w[0, 0].numel() if w.dim() > 2 else 1)
 
 
-def _xavier(m: nn.Module) -> None:
+def _xavier(m: Layer) -> None:
     nn.init.xavier_uniform_(m.weight)
 
 
-def _xavier_zero_bias(m: nn.Module) -> None:
+def _xavier_zero_bias(m: Layer) -> None:
     """MXNet Gluon's `init.Xavier()` (the d2l chapter): Glorot-uniform weights, zero biases."""
     nn.init.xavier_uniform_(m.weight)
     if m.bias is not None:
         nn.init.zeros_(m.bias)
 
 
-def _kaiming(m: nn.Module) -> None:
+def _kaiming(m: Layer) -> None:
     nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
     if m.bias is not None:
         nn.init.zeros_(m.bias)
 
 
-def _normal_small(m: nn.Module) -> None:
+def _normal_small(m: Layer) -> None:
     nn.init.normal_(m.weight, std=0.01)
     if m.bias is not None:
         nn.init.zeros_(m.bias)
 
 
-def _lecun98(m: nn.Module) -> None:
+def _lecun98(m: Layer) -> None:
     """LeCun et al. 1998, appendix C: uniform in ±2.4 / F_in, for weights and biases."""
     bound = 2.4 / _fan_in(m.weight)
     nn.init.uniform_(m.weight, -bound, bound)
@@ -47,7 +51,7 @@ def _lecun98(m: nn.Module) -> None:
         nn.init.uniform_(m.bias, -bound, bound)
 
 
-INITS: dict[str, Callable[[nn.Module], None] | None] = {
+INITS: dict[str, Callable[[Layer], None] | None] = {
     "default": None,  # PyTorch's own (Kaiming-uniform with a=√5) as the layers are built
     "xavier_uniform": _xavier,
     "xavier_uniform_zero_bias": _xavier_zero_bias,

@@ -7,17 +7,18 @@ keyword-only builders, metadata attached to the builder and checked by tests).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from variants.base import count_trainable_params
+from variants.base import LeNetBase, count_trainable_params
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -85,12 +86,15 @@ class Published:
     value: float | None  # None when the source printed no number
     dataset: str
     note: str = ""
+    # Other numbers the source printed beside the figure, by name (d2l's final training loss and
+    # accuracy): the report compares ours with them from here, so no second copy is kept.
+    printed: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class VariantSpec:
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., LeNetBase]
     recipe: Recipe
     params: int  # trainable parameters, as SPEC.md §2 counts them
     source: str
@@ -99,8 +103,9 @@ class VariantSpec:
     in_default_suites: bool = True
     family: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
-    # The SPEC.md §2 row whose parameter count and recipe this variant must match (tests read
-    # SPEC itself); None for a network of this project's own, e.g. an ablation.
+    # The SPEC.md §2 row whose parameter count and recipe this variant must match
+    # (tests/test_spec.py reads SPEC itself, where it is beside the checkout); None for a
+    # network of this project's own, e.g. an ablation.
     spec_row: str | None = None
     # The CI gate's budget for it (profile `gate`): where it has left its initial plateau and
     # its accuracy is steady across seeds. Keys: num_epochs, train_subset, test_subset.
@@ -128,7 +133,14 @@ def register_loss(name: str) -> Callable[[LossFn], LossFn]:
 @register_loss("cross_entropy")
 def cross_entropy(scores: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(scores, y)
-_OWN_ROW = object()  # register_variant's default spec_row: the variant's own name
+
+
+class _Default(enum.Enum):
+    """A typed sentinel: register_variant's default spec_row, the variant's own name."""
+
+    OWN_ROW = "own row"
+
+
 GATE_KEYS = ("num_epochs", "train_subset", "test_subset")
 # A variant that names no gate budget: one epoch of a fixed 10,000-image subset (as smoke).
 DEFAULT_GATE: dict[str, Any] = {"num_epochs": 1, "train_subset": 10_000}
@@ -143,15 +155,15 @@ def register_variant(
     description: str,
     published: Published | None = None,
     in_default_suites: bool = True,
-    spec_row: str | None | object = _OWN_ROW,
+    spec_row: str | None | Literal[_Default.OWN_ROW] = _Default.OWN_ROW,
     gate: dict[str, Any] | None = None,
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+) -> Callable[[Callable[..., LeNetBase]], Callable[..., LeNetBase]]:
     """Register a keyword-only builder under `name`; a second registration of a name raises.
 
     `spec_row` defaults to `name` (the variant is a SPEC.md §2 row of its own).
     """
 
-    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def decorate(builder: Callable[..., LeNetBase]) -> Callable[..., LeNetBase]:
         if name in _REGISTRY:
             raise ValueError(f"variant {name!r} is already registered")
         sig = inspect.signature(builder)
@@ -173,7 +185,7 @@ def register_variant(
             in_default_suites=in_default_suites,
             family=builder.__module__.rsplit(".", 1)[-1],
             defaults=defaults,
-            spec_row=name if spec_row is _OWN_ROW else spec_row,  # type: ignore[arg-type]
+            spec_row=name if spec_row is _Default.OWN_ROW else spec_row,
             gate=dict(DEFAULT_GATE if gate is None else gate),
         )
         bad = sorted(set(spec.gate) - set(GATE_KEYS))
@@ -213,7 +225,7 @@ def get_spec(name: str) -> VariantSpec:
         ) from None
 
 
-def create_variant(name: str, **overrides: Any) -> nn.Module:
+def create_variant(name: str, **overrides: Any) -> LeNetBase:
     """Build a variant; an unknown keyword names the valid ones."""
     spec = get_spec(name)
     unknown = sorted(set(overrides) - set(spec.defaults))
@@ -226,5 +238,5 @@ def create_variant(name: str, **overrides: Any) -> nn.Module:
         model = spec.builder(**overrides)
     except (TypeError, ValueError) as e:
         raise VariantError(f"variant {name!r}: {e}") from None
-    model.variant_name = name  # type: ignore[assignment]
+    model.variant_name = name
     return model

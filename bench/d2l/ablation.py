@@ -165,7 +165,7 @@ def epochs_summary(records: list[Record], group_names: list[str]) -> dict[str, A
         return {"groups": group_names, "curve": [], "answer": "epochs: no finished runs yet."}
     longest = max(len(r.get("history") or []) for r in recs)
     recs = [r for r in recs if len(r.get("history") or []) == longest]
-    curve = []
+    curve: list[dict[str, Any]] = []
     for e in range(longest):
         te = stats_of([r["history"][e]["test_acc"] for r in recs])
         tr = stats_of([r["history"][e]["train_acc"] for r in recs])

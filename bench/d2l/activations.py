@@ -46,7 +46,8 @@ def layer_modules(model: nn.Module) -> dict[str, str]:
     if not isinstance(convs, nn.Sequential) or len(convs) < 2:
         raise ValueError(f"{type(model).__name__} has no `convs` stack of ≥ 2 conv blocks")
     names = {f"conv{i + 1}": f"convs.{i}.1" for i in range(2)}
-    if isinstance(getattr(model, "fc", None), nn.Sequential) and len(model.fc) > 0:
+    fc = getattr(model, "fc", None)
+    if isinstance(fc, nn.Sequential) and len(fc) > 0:
         names["fc"] = "fc"
     return names
 
@@ -185,7 +186,7 @@ def activations_summary(
         {"variant": "pixels", "layer": "pixels", "acc": pixel_probe["mean"],
          "std": pixel_probe["std"]}]
     for vname, recs in models.items():
-        runs = []
+        runs: list[dict[str, Any]] = []
         for rec in recs:
             model = load_run_model(rec, results, suite, profile)
             if model is None:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 ANALYSIS_VERSION = 1
 ANALYSES = ("ablation", "epochs", "activations", "ood")
+#: Analyses that compute from the weights on this CPU (float32 forward passes, then a probe
+#: or softmax), so their third decimal depends on its kernel set; the others only read records.
+PER_CPU = ("activations", "ood")
 
 #: The code an analysis is a function of (part of its digest): every module of this package,
 #: its figure code (figures.py) included.
@@ -139,6 +142,15 @@ def run_analyses(
         answers.append(section["answer"])
     summary["figures"] = figures
     summary["answer"] = " ".join(answers)
+    per_cpu = [k for k in kinds if k in PER_CPU]
+    if per_cpu:
+        from bench.fingerprint import kernel_set
+
+        summary["computed_on"] = {
+            "kernels": kernel_set(), "per_cpu": per_cpu,
+            "note": "these sections run the saved networks forward in float32 on this CPU: "
+                    "another kernel set (AVX2, AVX-512) can move their numbers in the third "
+                    "decimal; `inputs.digest` (up to date or not) never depends on the CPU"}
     atomic_write(summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
     log(f"analysis: wrote {summary_path}" + (f" and {len(figures)} figures" if figures else ""))
     return summary_path

@@ -12,7 +12,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-Record = dict[str, Any]
+from bench.records import RunRecord
+
+Record = RunRecord  # what the analyses read: records.read_records' schema
 Log = Callable[[str], None]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from bench.d2l.analyses import ANALYSES, run_analyses
 from bench.d2l.rules import RULES, best_of_choices, reuse_finished
 from bench.errors import UsageError
+from bench.records import RunRecord
 from bench.suites import Choices, Extension, Group, PlannedRun, Profile, Suite
 
 KEYS = frozenset({"best_of", "analysis", "reuse"})
@@ -64,7 +65,7 @@ def sources(group: Group) -> list[str]:
 
 
 def before_train(todo: list[PlannedRun], suite: Suite, profile: str, results: Path,
-                 current: Callable[[PlannedRun, dict[str, Any]], bool]
+                 current: Callable[[PlannedRun, RunRecord], bool]
                  ) -> tuple[list[PlannedRun], str | None]:
     """Copy finished runs, made by this code, from the suite a `reuse` group names."""
     names = sorted({g.extra["reuse"] for g in suite.groups if g.extra.get("reuse")})

@@ -138,7 +138,7 @@ def ood_summary(
     act_rows: list[dict[str, Any]] = []
     hist_by_variant: dict[str, dict[str, list[float]]] = {}
     for vname, recs in models.items():
-        per_run = []
+        per_run: list[dict[str, Any]] = []
         for rec in recs:
             model = load_run_model(rec, results, suite, profile)
             if model is None:
@@ -174,8 +174,9 @@ def ood_summary(
                     if sname == "in_distribution":
                         ref_act[lname] = stat["mean_abs"] or 0.0
                     ref = ref_act.get(lname)
+                    mean_abs = stat["mean_abs"]  # None where the activations are not finite
                     stat["mean_abs_ratio_to_in_distribution"] = (
-                        rnd(stat["mean_abs"] / ref) if ref else None)
+                        rnd(mean_abs / ref) if ref and mean_abs is not None else None)
                     entry["activations"][lname] = stat
                 if sname == "in_distribution":
                     ref_msp = msp

@@ -76,8 +76,8 @@ def candidates(records: list[Record], planned: dict[str, int] | None = None,
         s = stats_of(accs)
         params = next((r["metrics"].get("params_trainable") for r in recs
                        if (r.get("metrics") or {}).get("params_trainable") is not None), None)
-        groups = sorted({m.get("group") for r in recs
-                         for m in (r.get("memberships") or [{"group": r.get("group")}])})
+        groups = sorted({m["group"] for r in recs
+                         for m in (r.get("memberships") or [{"group": r["group"]}])})
         out.append({
             "key": key,
             "variant": recs[0]["variant"],
@@ -240,7 +240,7 @@ def reuse_finished(
             continue
         src, rec, wfile = found
         atomic_write(weights_path(results, suite.name, profile, run.run_id), wfile.read_bytes())
-        new = {
+        new: Record = {
             **rec,
             "suite": run.suite, "profile": run.profile, "group": run.group,
             "question": run.question, "factor": run.factor,
