@@ -361,7 +361,13 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
     from bench.config import parse_assignments
     from bench.data import ensure_dataset, resolve_data_root
     from bench.records import locked, runs_path
-    from bench.runner import Reuse, claim_todo, execute_plan
+    from bench.runner import (
+        Reuse,
+        claim_todo,
+        copy_identical,
+        execute_plan,
+        identical_elsewhere,
+    )
     from bench.suites import (
         MAX_RUNS_WITHOUT_YES,
         NeedsRecords,
@@ -406,17 +412,28 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
     again = {r.run_id for r in reuse.todo(plan, path)}
     todo = [r for r in plan if args.force or r.run_id in again]
     if args.dry_run:
-        state = {r.run_id: "done" for r in current} | {r.run_id: "stale" for r in stale}
+        copies = {} if args.force else identical_elsewhere(todo, results, reuse)
+        state = ({r.run_id: "done" for r in current} | {r.run_id: "stale" for r in stale}
+                 | {rid: "copy" for rid in copies})
+        todo = [r for r in todo if r.run_id not in copies]
         for r in plan:
             ov = ",".join(f"{k}={v}" for k, v in sorted(r.overrides.items()))
             print(f"{state.get(r.run_id, 'todo'):<5}  {r.run_id}  {r.config.variant:<16} "
                   f"{r.config.dataset:<14} seed={r.config.seed} epochs={r.config.num_epochs} "
                   f"{ov}")
-        print(f"{len(plan)} runs: {len(plan) - len(todo)} done, {len(todo)} to train "
-              f"(suite {suite.name}, profile {profile.name}, device {device})")
+        copy = f", {len(copies)} to copy from another profile" if copies else ""
+        print(f"{len(plan)} runs: {len(plan) - len(todo) - len(copies)} done{copy}, "
+              f"{len(todo)} to train (suite {suite.name}, profile {profile.name}, "
+              f"device {device})")
         return 0
     if not args.force:
         _say_reuse(len(current), stale, reuse.verdicts, keep=args.keep_stale)
+    if todo and not args.force:
+        with locked(path, timeout=0.5):
+            todo, copied = copy_identical(todo, results, reuse)
+        if copied:
+            print(f"copied {sum(copied.values())} runs with identical configs, made by this "
+                  f"code, from profile {', '.join(sorted(copied))} (not trained again)")
     ext = suite.extension
     if todo and not args.force and ext is not None and ext.before_train is not None:
         with locked(path, timeout=0.5):

@@ -21,6 +21,7 @@ from bench.records import (
     RECORD_VERSION,
     Record,
     RunRecord,
+    all_runs_files,
     append_record,
     finished_records,
     remove_records,
@@ -176,6 +177,66 @@ class Reuse:
     def todo(self, plan: list[PlannedRun], path: Path) -> list[PlannedRun]:
         _, stale, missing = self.split(plan, path)
         return missing if self.keep_stale else stale + missing
+
+
+def copied_record(run: PlannedRun, rec: Record, src_suite: str, src_profile: str) -> Record:
+    """A finished record of an identical run (same run id: same resolved config) under this
+    run's identity (suite, profile, group, question, memberships), saying where it came from;
+    its numbers, history, timing, env and code stay the source's."""
+    return {
+        **rec,
+        "suite": run.suite, "profile": run.profile, "group": run.group,
+        "question": run.question, "factor": run.factor, "factor_value": run.factor_value,
+        "memberships": run.memberships, "overrides": run.overrides,
+        "reused_from": {"suite": src_suite, "profile": src_profile, "run_id": run.run_id},
+    }
+
+
+def identical_elsewhere(todo: list[PlannedRun], results: Path,
+                        reuse: Reuse) -> dict[str, tuple[str, Record]]:
+    """run id → (profile, record): runs of `todo` that another profile of their suite has
+    finished `ok` with this code. The run id hashes the whole resolved config, so the same
+    id is the same training (profile `full` repeats `reference`'s runs on the recipe's own
+    dataset): copying it is not a shortcut but the same record."""
+    if not todo:
+        return {}
+    suite, profile = todo[0].suite, todo[0].profile
+    found: list[tuple[PlannedRun, str, Record]] = []
+    for path in all_runs_files(results):
+        if path.parent.parent.name != suite or path.parent.name == profile:
+            continue
+        done = finished_records(path)
+        found += [(r, path.parent.name, done[r.run_id]) for r in todo
+                  if r.run_id in done and done[r.run_id].get("status") == "ok"]
+    ok = made_by_this_code([(r.config, rec) for r, _, rec in found], reuse.data_root)
+    out: dict[str, tuple[str, Record]] = {}
+    for (run, src, rec), yes in zip(found, ok, strict=True):
+        if yes:
+            out.setdefault(run.run_id, (src, rec))
+    return out
+
+
+def copy_identical(todo: list[PlannedRun], results: Path, reuse: Reuse
+                   ) -> tuple[list[PlannedRun], Counter[str]]:
+    """Copy the runs `identical_elsewhere` finds (records, and weights where they exist) into
+    this profile's records instead of training them. Call under the runs file's lock.
+    Returns (still to train, runs copied per source profile)."""
+    from bench.fsio import atomic_write
+
+    same = identical_elsewhere(todo, results, reuse)
+    copied: Counter[str] = Counter()
+    for run in todo:
+        if run.run_id not in same:
+            continue
+        src, rec = same[run.run_id]
+        wfile = weights_path(results, run.suite, src, run.run_id)
+        if wfile.is_file():
+            atomic_write(weights_path(results, run.suite, run.profile, run.run_id),
+                         wfile.read_bytes())
+        append_record(runs_path(results, run.suite, run.profile),
+                      copied_record(run, rec, run.suite, src))
+        copied[src] += 1
+    return [r for r in todo if r.run_id not in same], copied
 
 
 def claim_todo(todo: list[PlannedRun], path: Path, *, fresh: bool,

@@ -200,9 +200,8 @@ def test_refingerprinting_changed_only_the_code_blocks() -> None:
         if old.returncode != 0:
             if "exists on disk, but not in" in old.stderr or "does not exist" in old.stderr:
                 continue  # a records file added since
-            from tests.conftest import required_tool
-
-            required_tool(f"commit {PRE_V2} is not in this clone (shallow?): {old.stderr}")
+            pytest.skip(f"commit {PRE_V2} is not in this clone (a shallow clone?): the records "
+                        "as first committed cannot be read")
         before = {_key(r): r for r in map(json.loads, old.stdout.splitlines())}
         now = {_key(r): r for r in read_jsonl(path)}
         for k, rec in before.items():

@@ -215,6 +215,7 @@ def reuse_finished(
     under this suite's results lock. Returns (still to train, reused ids).
     """
     from bench.records import append_record, latest_by_id, read_records, runs_path, weights_path
+    from bench.runner import copied_record
 
     sources = {g.name: g.extra["reuse"] for g in suite.groups if g.extra.get("reuse")}
     if not sources:
@@ -240,14 +241,7 @@ def reuse_finished(
             continue
         src, rec, wfile = found
         atomic_write(weights_path(results, suite.name, profile, run.run_id), wfile.read_bytes())
-        new: Record = {
-            **rec,
-            "suite": run.suite, "profile": run.profile, "group": run.group,
-            "question": run.question, "factor": run.factor,
-            "factor_value": run.factor_value, "memberships": run.memberships,
-            "overrides": run.overrides,
-            "reused_from": {"suite": src, "profile": profile, "run_id": run.run_id},
-        }
+        new: Record = copied_record(run, rec, src, profile)
         append_record(dst_runs, new)
         reused.append(run.run_id)
     return rest, reused
