@@ -1,7 +1,7 @@
 """The registry's catalogue against SPEC.md §2, an oracle kept outside this project.
 
-The only test module that reads a file outside the checkout: SPEC.md lives beside it
-(`../shared/SPEC.md`, or `$LENET_BENCH_SPEC`). Where it is absent (a user's clone) the whole
+The only test module that reads a file outside the checkout: SPEC.md beside it, where
+tests/spec_table.py looks (or `$LENET_BENCH_SPEC`). Where it is absent (a user's clone) the whole
 module skips with one line, CI=true or not: the project stands on its own, and its own tests
 check the catalogue without it (tests/test_variants.py, tests/test_catalogue.py).
 """
