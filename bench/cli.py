@@ -436,6 +436,10 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
                   f"code, from profile {', '.join(sorted(copied))} (not trained again)")
     ext = suite.extension
     if todo and not args.force and ext is not None and ext.before_train is not None:
+        from bench.fingerprint import fingerprints
+
+        # one probe process for every record the extension may judge one by one (is_current)
+        fingerprints([r.config for r in todo], root)
         with locked(path, timeout=0.5):
             todo, said = ext.before_train(todo, suite, profile.name, results, reuse.is_current)
         if said:
