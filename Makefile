@@ -34,7 +34,8 @@ bench: data
 	  fi; \
 	fi; \
 	$(LB) run --suite variants --profile $$profile --results $(RESULTS) $(QUIET) && \
-	$(LB) run --suite d2l --profile $$profile --results $(RESULTS) $(QUIET)
+	$(LB) run --suite d2l --profile $$profile --results $(RESULTS) $(QUIET) && \
+	$(LB) run --suite equal --profile $$profile --results $(RESULTS) $(QUIET)
 	$(LB) report --results $(RESULTS)
 
 report: setup

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -95,11 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: the local store <results>/mlflow/mlflow.db")
     ex.add_argument("--experiment", default=None, metavar="NAME", help="default lenet-bench")
 
+    from bench.decide import add_parser as add_decide_parser
     from bench.gate import add_parsers
     from bench.gate_power import add_parser as add_gate_power_parser
     from bench.perf import add_parser as add_perf_parser
 
     add_parsers(sub)
+    add_decide_parser(sub)
     add_gate_power_parser(sub)
     add_perf_parser(sub)
     return p
@@ -124,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gate-power": cmd_gate_power,
             "perf": cmd_perf,
             "export": cmd_export,
+            "decide": _decide,
         }[args.command]
         return handler(args)
     except UsageError as e:
@@ -356,8 +359,12 @@ def _check_executor(args: argparse.Namespace) -> None:
 
 
 def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
-               earlier: Sequence[str] = ()) -> int:
-    """One suite: expand, train what has no record, then its analyses (if it has any)."""
+               earlier: Sequence[str] = (),
+               extend: Callable[[list[Any]], list[Any]] | None = None) -> int:
+    """One suite: expand, train what has no record, then its analyses (if it has any).
+
+    `extend(plan) -> runs` trains those runs instead (`decide`'s extra seeds of planned
+    configurations); the suite's analyses are then left as they are."""
     from bench.config import parse_assignments
     from bench.data import ensure_dataset, resolve_data_root
     from bench.records import locked, runs_path
@@ -388,6 +395,8 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
     try:
         plan = expand(suite, profile, variants=args.variants, datasets=args.datasets,
                       seeds=args.seeds, overrides=overrides, device=device, results=results)
+        if extend is not None:
+            plan = extend(plan)
     except NeedsRecords:
         if not earlier or not (check_only or args.dry_run):
             raise
@@ -469,7 +478,7 @@ def _run_suite(args: argparse.Namespace, name: str, *, check_only: bool = False,
             wall = time.perf_counter() - t0
         print(f"trained {len(todo)} runs in {wall:.1f} s: " +
               ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    if ext is not None and ext.after_train is not None:  # e.g. the d2l analyses
+    if ext is not None and ext.after_train is not None and extend is None:  # d2l analyses
         ext.after_train(suite, profile, plan, results, root, force=args.force,
                         user_overrides=overrides)
     from report.summary import summary_rows, write_summary
@@ -510,6 +519,15 @@ def _print_suite_summary(path: Path, summary_rows: Any) -> None:
     recs = list(latest_by_id(read_records(path)).values())
     if recs:
         print(tabulate(summary_rows(recs), headers=HEADERS, tablefmt="simple"))
+
+
+def _decide(args: argparse.Namespace) -> int:
+    """`decide`: the library trains, the report's comparisons judge (joined here alone)."""
+    from bench.decide import cmd_decide
+    from report.decisions import RULE
+    from report.judged import current
+
+    return cmd_decide(args, _run_suite, current, RULE, _jobs(args.jobs, "cpu"))
 
 
 # --- report ---------------------------------------------------------------------------------

@@ -57,13 +57,27 @@ class RunConfig:
     cuda_graphs: bool = False  # CUDA only: torch.compile(mode="reduce-overhead")
     optimizer_impl: str = "foreach"  # "foreach" | "fused" | "for"
     amp_bf16: bool = False  # opt-in bf16 autocast; never the default: it changes the numbers
+    # Model selection: the last `holdout` images of the training split are held out as a
+    # validation split. The run trains on the others and every evaluation scores the held-out
+    # images; the test split is never loaded (records name those metrics val_*).
+    holdout: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def run_id(self) -> str:
-        blob = json.dumps(_jsonable(self.to_dict()), sort_keys=True, separators=(",", ":"))
+        d = self.to_dict()
+        for key, default in ID_OMITS_DEFAULT.items():  # fields added later keep old ids
+            if d.get(key) == default:
+                del d[key]
+        blob = json.dumps(_jsonable(d), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: Fields left out of the run id at their default, so that adding them changed no id.
+ID_OMITS_DEFAULT: dict[str, Any] = {"holdout": None}
+#: The size of both datasets' training split (SPEC §1); a holdout must leave images to train.
+TRAIN_SPLIT_SIZE = 60_000
 
 
 # Keys a user may set with --set or a suite grid, and their types.
@@ -88,6 +102,7 @@ TRAIN_KEYS: dict[str, Any] = {
     "cuda_graphs": bool,
     "optimizer_impl": str,
     "amp_bf16": bool,
+    "holdout": int | None,
 }
 OPTIMIZER_IMPLS = ("foreach", "fused", "for")
 
@@ -276,5 +291,9 @@ def _check_choices(values: dict[str, Any]) -> None:
     for key in ("train_subset", "test_subset"):
         if values.get(key) is not None and values[key] < 1:
             raise UsageError(f"{key} must be ≥ 1 or none, got {values[key]!r}")
+    h = values.get("holdout")
+    if h is not None and not 1 <= h < TRAIN_SPLIT_SIZE:
+        raise UsageError(f"holdout must be none or between 1 and {TRAIN_SPLIT_SIZE - 1} "
+                         f"(images of the training split held out), got {h!r}")
     if not values["gamma"] > 0:
         raise UsageError(f"gamma must be > 0, got {values['gamma']!r}")

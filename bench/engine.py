@@ -177,8 +177,16 @@ class SingleLearner:
 
 
 def load_data(cfg: RunConfig, data_root: Path) -> tuple[DeviceData, DeviceData]:
-    """The run's train and test sets, resident on its device."""
+    """The run's train and test sets, resident on its device. With a holdout, the "test" set
+    is the validation split held out of the training split, and the test split is not read."""
     device = torch.device(cfg.device)
+    if cfg.holdout is not None:
+        return (
+            device_data(cfg.dataset, "train", cfg.transform, device, data_root, cfg.train_subset,
+                        holdout=("fit", cfg.holdout)),
+            device_data(cfg.dataset, "train", cfg.transform, device, data_root, cfg.test_subset,
+                        holdout=("val", cfg.holdout)),
+        )
     return (
         device_data(cfg.dataset, "train", cfg.transform, device, data_root, cfg.train_subset),
         device_data(cfg.dataset, "test", cfg.transform, device, data_root, cfg.test_subset),

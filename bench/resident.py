@@ -66,12 +66,23 @@ def device_data(
     device: torch.device | str,
     root: Path,
     subset: int | None = None,
+    holdout: tuple[str, int] | None = None,
 ) -> DeviceData:
-    """The (cached) transformed split on `device`."""
+    """The (cached) transformed split on `device`.
+
+    `holdout` = ("fit" | "val", h) cuts the split first: its first N − h images ("fit") or its
+    last h ("val"), a fixed split every run shares; `subset` then samples within that part."""
     device = torch.device(device)
-    key = (dataset, split, tuple(sorted(transform.items())), str(device), str(root), subset)
+    key = (dataset, split, tuple(sorted(transform.items())), str(device), str(root), subset,
+           holdout)
     if key not in _CACHE:
         X, y = load_split(dataset, split, root)
+        if holdout is not None:
+            part, h = holdout
+            if part not in ("fit", "val") or not 0 < h < len(y):
+                raise ValueError(f"bad holdout {holdout!r} for a split of {len(y)} images")
+            cut = slice(0, len(y) - h) if part == "fit" else slice(len(y) - h, len(y))
+            X, y = X[cut], y[cut]
         idx = subset_indices(len(y), subset)
         if idx is not None:
             X, y = X[idx], y[idx]

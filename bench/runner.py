@@ -71,7 +71,33 @@ def make_record(run: PlannedRun, result: RunResult, started: str,
         record["traceback"] = result.traceback
     if result.data:
         record["data"] = result.data
+    if cfg.holdout is not None:
+        validation_names(record, cfg.holdout)
     return record
+
+
+#: Metrics that describe the model, not the split it was scored on: never renamed.
+MODEL_METRICS = ("params_trainable", "params_total", "flops_per_example")
+
+
+def _val_name(key: str) -> str:
+    if key.startswith("test_"):
+        return "val_" + key[len("test_"):]
+    return "n_val" if key == "n_test" else key
+
+
+def validation_names(record: RunRecord, holdout: int) -> None:
+    """A holdout run scored the validation split: its record says so in every metric's name
+    (val_acc, val_top5_error, val_confusion, …), so no reader can take it for a test number."""
+    record["metrics"] = {
+        (k if k in MODEL_METRICS else _val_name(k) if k.startswith(("test_", "n_test"))
+         else f"val_{k}"): v
+        for k, v in record["metrics"].items()}
+    record["history"] = [{_val_name(k): v for k, v in row.items()} for row in record["history"]]
+    data = record.get("data")
+    if data and "test" in data:
+        data["validation"] = {**data.pop("test"),
+                              "rows": f"the last {holdout} images of the training split"}
 
 
 def failed_result(e: BaseException, tb: str | None = None) -> RunResult:

@@ -98,7 +98,8 @@ class Extension:
       rest of the table in view) into `Group.extra` (one-line UsageErrors);
     - `choices(group, suite_name, profile, results=, seeds=, overrides=, device=, n_seeds=)`:
       the (overrides, info) configurations of a group whose `extra` asks for them, instead of
-      its grid (info["level"] is the recorded factor value); may raise NeedsRecords;
+      its grid (info["level"] is the recorded factor value), or a function of (variant,
+      dataset) giving them per cell; either may raise NeedsRecords;
     - `sources(group)`: the suites whose records `choices` reads (for messages);
     - `before_train(todo, suite, profile_name, results, current) -> (todo, message)`: e.g.
       copy runs another suite already trained; `current(run, record)` says whether a record
@@ -109,7 +110,9 @@ class Extension:
     name: str
     keys: frozenset[str]
     parse: Callable[[str, dict[str, Any]], dict[str, Any]]
-    choices: Callable[..., Choices | None] | None = None  # None back: the group's own grid
+    # None back: the group's own grid; a callable back: (variant, dataset) → that cell's
+    # configurations (e.g. a learning rate picked per variant and dataset)
+    choices: Callable[..., Choices | Callable[[str, str], Choices] | None] | None = None
     sources: Callable[[Group], list[str]] | None = None
     before_train: Callable[..., tuple[list[PlannedRun], str | None]] | None = None
     after_train: Callable[..., object] | None = None
@@ -413,11 +416,14 @@ def expand(
         combos = list(itertools.product(*(group.grid[k] for k in keys))) or [()]
         choices: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
             (dict(zip(keys, combo, strict=True)), None) for combo in combos]
+        per_cell: Callable[[str, str], Choices] | None = None
         ext = suite.extension
         if ext is not None and ext.choices is not None:
             picked = ext.choices(group, suite.name, profile, results=results, seeds=seeds,
                                  overrides=overrides, device=device, n_seeds=n_seeds)
-            if picked is not None:
+            if callable(picked):
+                per_cell = picked
+            elif picked is not None:
                 choices = list(picked)
         for vname in names:
             spec = get_spec(vname)
@@ -425,7 +431,8 @@ def expand(
             for ds in _datasets_for(group, spec.recipe.dataset, profile):
                 if datasets and ds not in datasets:
                     continue
-                for combo_ov, info in choices:
+                cell = choices if per_cell is None else list(per_cell(vname, ds))
+                for combo_ov, info in cell:
                     ov = {**group.fixed, **combo_ov, **(overrides or {})}
                     fval = info["level"] if info else factor_value(group.factor, ov)
                     member = {"group": group.name, "question": group.question,

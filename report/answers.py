@@ -10,11 +10,11 @@ from __future__ import annotations
 from report.collect import Group
 from report.d2l_answers import Question
 from report.doc import Bullets, Code, Heading, Section, Text, text
-from report.fmt import TOO_FEW, acc_cell, pct, pp, pp_interval, pval
+from report.fmt import acc_cell, pct, pp, pp_interval, pval
 from report.published import NOT_COMPARABLE, NOT_REPRODUCED, REPRODUCED, PubRow
 from report.runsets import RunSet, Split
-from report.significance import DatasetTest
-from report.stats import MIN_SEEDS, clip
+from report.significance import DatasetTest, p_better_text
+from report.stats import MIN_SEEDS
 
 
 def acc_of(g: Group) -> str:
@@ -43,14 +43,20 @@ def best_line(dt: DatasetTest) -> Text:
                  "training speed, not which network is better.")
     elif dt.absent:
         tail += f"not tested: {dt.absent}."
-    elif c is None or c.test is None:
-        tail += f"{TOO_FEW} (n = {c.n if c else '?'} and {c.n_ref if c else '?'}; at least "
-        tail += f"{MIN_SEEDS} seeds each are needed)."
+    elif runner.label not in dt.decisions:
+        tail += "no verdict."
     else:
-        lo, hi = clip(c.test.ci_low, c.test.ci_high, -1.0, 1.0)
-        sure = "significant" if c.significant else "not resolved"
-        tail += (f"{sure}: the runner-up's Δ {pp(c.diff)}, 95% CI {pp_interval(lo, hi)}, "
-                 f"Welch, Holm p = {pval(c.p_holm)} (see Significance).")
+        d = dt.decisions[runner.label]
+        v = d.verdict
+        what = f"{d.words} than the best" if v.outcome in ("better", "worse") else d.words
+        iv = (f", interval {pp_interval(v.lo, v.hi)} at {v.n} seeds"
+              if v.lo is not None else "")
+        pb = f", P(runner-up > best) {p_better_text(d)}" if d.p_better else ""
+        welch = (f"; Welch, Holm p = {pval(c.p_holm)}" if c is not None and c.test is not None
+                 else "")
+        delta = v.delta if v.delta is not None else (c.diff if c is not None else None)
+        tail += (f"the runner-up is {what} (Δ {pp(delta)}{iv}{pb}; sequential rule{welch}; "
+                 "see Significance).")
     return text(head, Code(best.label), ", " + s, Code(runner.label), tail)
 
 

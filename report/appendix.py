@@ -20,8 +20,8 @@ def appendix_section(split: Split) -> Section:
         sec.para("Every suite has one run set: nothing here.")
         return sec
     sec.para("Run sets that the sections above leave out, because each suite's most complete "
-             "run set leads (profile reference > full > quick > smoke > others). Each is shown "
-             "alone, never compared with another run set, and with no test or verdict: the "
+             "run set leads (profile full > reference > quick > gate > smoke > others). Each is "
+             "shown alone, never compared with another run set, and with no test or verdict: the "
              "same columns as the leaderboard.")
     t = split.many_devices
     for rs in split.others:

@@ -10,6 +10,7 @@ that class's share of the test set, not a learned accuracy to rank.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -92,14 +93,40 @@ class Budget:
         return f"{self.steps:,}" + (f" ({self.optimizer})" if self.optimizer else "")
 
 
+@functools.cache
+def suite_epochs(suite: str, group: str) -> int | None:
+    """The epochs a suite's group sets for every variant (a shared recipe: equal-terms), or
+    None where the group keeps each variant's recipe (or the suite is not in this checkout)."""
+    from bench.errors import UsageError
+    from bench.suites import load_suite
+
+    try:
+        groups = load_suite(suite).groups
+    except UsageError:
+        return None
+    g = next((g for g in groups if g.name == group), None)
+    epochs = None if g is None else g.fixed.get("num_epochs")
+    return int(epochs) if isinstance(epochs, int) else None
+
+
+def planned_epochs(r: Record) -> int | None:
+    """The budget a run was planned to train: its group's shared recipe where it has one,
+    else its variant's recipe."""
+    shared = suite_epochs(str(r.get("suite")), str(r.get("group")))
+    return shared if shared is not None else recipe_epochs(str(r.get("variant")))
+
+
 def budget_of(r: Record) -> Budget:
     cfg: dict[str, Any] = r.get("config") or {}
     full = TRAIN_SIZE.get(str(r.get("dataset")))
+    holdout = cfg.get("holdout")
+    if full and holdout:  # a selection run trains on what the validation split leaves
+        full -= int(holdout)
     subset = cfg.get("train_subset")
     n_train = min(int(subset), full) if subset and full else (int(subset) if subset else full)
     epochs = cfg.get("num_epochs")
     return Budget(str(r.get("variant")), int(epochs) if epochs is not None else None,
-                  recipe_epochs(str(r.get("variant"))), n_train, full,
+                  planned_epochs(r), n_train, full,
                   cfg.get("batch_size"), cfg.get("optimizer"))
 
 

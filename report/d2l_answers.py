@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.config import overrides_label
+from bench.sequential import Plateau
 from report.budget import did_not_train
 from report.collect import Record
-from report.fmt import TOO_FEW, level, level_key, pct, pp, pp_interval, pval
-from report.stats import ALPHA, MIN_SEEDS, Paired, holm, paired, summarize
+from report.decisions import Decision, epochs_plateau, level_decisions
+from report.fmt import TOO_FEW, level, level_key, pct, pp, pp_interval
+from report.stats import MIN_SEEDS, Paired, holm, paired, summarize
 
 EPOCHS_FACTOR = "num_epochs"
 
@@ -53,19 +55,13 @@ class Comparison:
     level: Level
     test: Paired
     p_holm: float | None = None
-
-    @property
-    def resolved(self) -> bool:
-        return self.p_holm is not None and self.p_holm < ALPHA
+    decision: Decision | None = None  # the sequential rule's verdict (report.decisions)
 
     def verdict(self) -> str:
-        if not self.test.n:
-            return "no common finished seeds"
-        if not self.test.tested:
-            return TOO_FEW if self.test.n < MIN_SEEDS else "the same difference in every seed"
-        if not self.resolved:
-            return "not resolved"
-        return "higher (resolved)" if (self.test.mean or 0) > 0 else "lower (resolved)"
+        """One of four: better, worse, equivalent within ±m, undecided after n seeds."""
+        if self.decision is not None:
+            return self.decision.words
+        return "undecided after 0 seeds"
 
 
 @dataclass(frozen=True)
@@ -94,6 +90,7 @@ class Question:
     reference: Level | None = None
     reference_why: str = ""
     comparisons: list[Comparison] = field(default_factory=list)
+    plateau: Plateau | None = None  # the epochs question's answer
     answer: str = ""
     source: str = ""  # who published per-level figures (the suite's `published` table)
     published: list[LevelPublished] = field(default_factory=list)
@@ -178,9 +175,15 @@ def reference(levels: list[Level], factor: str) -> tuple[Level | None, str]:
 
 
 def judge(q: Question) -> None:
-    """Fill the reference, the paired comparisons (Holm over the tested ones) and the answer."""
+    """Fill the reference, the comparisons (paired t with Holm, and the sequential rule's
+    verdict, which is the answer) and the answer. The epochs group is answered as a plateau:
+    no test of every epoch against the last."""
     q.reference, q.reference_why = reference(q.levels, q.factor)
     ref = q.reference
+    if q.factor == EPOCHS_FACTOR and ref is not None and ref.label.isdigit():
+        q.plateau = epochs_plateau(q.dataset, [lv for lv in q.levels if lv.trained])
+        q.answer = answer(q)
+        return
     if ref is not None and ref.trained:
         q.comparisons = [Comparison(lv, paired(lv.by_seed, ref.by_seed))
                          for lv in q.levels if lv is not ref and lv.trained]
@@ -188,6 +191,10 @@ def judge(q: Question) -> None:
         pvalues = [p for c in tested if (p := c.test.p) is not None]  # tested: each has a p
         for c, p in zip(tested, holm(pvalues), strict=True):
             c.p_holm = p
+        decisions = level_decisions(q.suite, q.profile, q.dataset, q.group,
+                                    [c.level for c in q.comparisons], ref)
+        for c, d in zip(q.comparisons, decisions, strict=True):
+            c.decision = d
     q.answer = answer(q)
 
 
@@ -201,8 +208,11 @@ def _lv(q: Question, lv: Level) -> str:
 
 
 def _c(q: Question, c: Comparison) -> str:
-    return (f"{_name(q, c.level)} {pp(c.test.mean)} "
-            f"{pp_interval(c.test.ci_low, c.test.ci_high)} (Holm p = {pval(c.p_holm)})")
+    d = c.decision
+    if d is None or d.verdict.delta is None:
+        return f"{_name(q, c.level)} {pp(c.test.mean)}"
+    v = d.verdict
+    return f"{_name(q, c.level)} {pp(v.delta)} {pp_interval(v.lo, v.hi)}"
 
 
 def _best_ref(q: Question, best: Level, ref: Level) -> str:
@@ -237,33 +247,39 @@ def answer(q: Question) -> str:
         return (f"{name}: the reference {ref.label if ref else '–'} {what}, nothing to compare "
                 f"with; highest mean {_lv(q, best)}{tail}")
     head = f"{name}: {_best_ref(q, best, ref)}"
+    if q.plateau is not None:
+        return f"{name}: {plateau_text(q.plateau)}{tail}"
+    if q.factor == EPOCHS_FACTOR and ref.label.isdigit():
+        return (f"{name}: no plateau answer: it needs the per-epoch accuracy of the same "
+                f"{MIN_SEEDS} or more seeds; {_best_ref(q, best, ref)}{tail}")
     if not q.comparisons:
         return f"{head}; no other level trained, nothing to compare with{tail}"
-    tested = [c for c in q.comparisons if c.test.tested]
-    n = max((c.test.n for c in q.comparisons), default=len(ref.by_seed))
-    if not tested and n < MIN_SEEDS:
-        return f"{name}: {TOO_FEW} ({n} paired seeds); {_best_ref(q, best, ref)}{tail}"
-    up = [c for c in tested if c.resolved and (c.test.mean or 0) > 0]
-    down = [c for c in tested if c.resolved and (c.test.mean or 0) < 0]
-    same = [c.level.label for c in tested if not c.resolved]
-    few = [c.level.label for c in q.comparisons if not c.test.tested and c.test.n < MIN_SEEDS]
-    flat = [c.level.label for c in q.comparisons if not c.test.tested and c.test.n >= MIN_SEEDS]
+    by: dict[str, list[str]] = {}
+    for c in q.comparisons:
+        by.setdefault(c.verdict(), []).append(_c(q, c))
     parts = []
-    if up:
-        parts.append("resolved higher than the reference: " + ", ".join(_c(q, c) for c in up))
-    if down:
-        parts.append("resolved lower: " + ", ".join(_c(q, c) for c in down))
-    if same:
-        parts.append("not resolved: " + ", ".join(same))
-    k = len(tested)
-    if k:  # the family Holm corrects over, right after the verdicts it corrects
-        parts[-1] += (f" (paired t over seeds, Holm over the {k} comparison{'s' if k != 1 else ''}"
-                      " with the reference)")
-    if few:
-        parts.append(f"{TOO_FEW}: " + ", ".join(few))
-    if flat:
-        parts.append("the same difference in every seed, nothing to test: " + ", ".join(flat))
-    return f"{head}; " + "; ".join(parts) + tail
+    for words in sorted(by, key=_order):
+        label = f"{words} than the reference" if words in ("better", "worse") else words
+        parts.append(f"{label}: " + ", ".join(by[words]))
+    return f"{head}; " + "; ".join(parts) + " (sequential rule)" + tail
+
+
+def _order(words: str) -> tuple[int, str]:
+    first = words.split()[0]
+    return ({"better": 0, "worse": 1, "equivalent": 2}.get(first, 3), words)
+
+
+def plateau_text(p: Plateau) -> str:
+    """The epochs answer: the fewest epochs equivalent to the best of the longer runs."""
+    m = f"±{100 * p.margin:.2f} pp"
+    if p.delta is None:
+        return (f"no plateau before the last epoch ({p.epoch}): epoch {p.epoch - 1} is not "
+                f"equivalent within {m} to the best later epoch (paired over {p.n_seeds} seeds, "
+                "TOST)")
+    return (f"plateau at epoch {p.epoch}: equivalent within {m} to the best of the longer "
+            f"runs (epoch {p.ref_epoch}), Δ {pp(p.delta)} {pp_interval(p.lo, p.hi)} (paired "
+            f"over {p.n_seeds} seeds, TOST at α = {p.alpha}, every later epoch tested in "
+            "sequence from the last down)")
 
 
 def questions(suite: str, profile: str, groups: dict[str, list[Record]]) -> list[Question]:

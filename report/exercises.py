@@ -21,10 +21,12 @@ import pandas as pd
 from report.budget import budget_of
 from report.collect import Record
 from report.d2l_answers import Level, Question, analysis_answer, judge_published, questions
+from report.decisions import RULE
 from report.doc import Bullets, Cell, Code, Figure, Heading, Section, Strong, Table, cell, text
 from report.fmt import TOO_FEW, acc_cell, interval, pct, pp, pp_interval, pval, slug
 from report.runsets import RunSet
-from report.stats import ALPHA, MIN_SEEDS, confidence, summarize
+from report.significance import p_better_text
+from report.stats import MIN_SEEDS, confidence, summarize
 
 MAX_JSON_ROWS = 60
 #: Analysis kinds whose question is about accuracy: the paired verdict answers them.
@@ -90,18 +92,42 @@ def suite_questions(rs: RunSet, records: list[Record], adir: Path | None) -> lis
     return qs
 
 
-def paired_verdict(q: Question, lv: Level) -> tuple[Cell, Cell, Cell, Cell]:
-    """Δ vs the reference, its paired CI, Holm p and the verdict of one level."""
+def paired_verdict(q: Question, lv: Level) -> tuple[Cell, Cell, Cell, Cell, Cell]:
+    """Δ vs the reference, its interval, P(level > reference), Holm p and the verdict (the
+    sequential rule's; for the epochs group, the plateau's test of that epoch)."""
+    dash = Cell("–")
+    if q.plateau is not None:
+        return _plateau_cells(q, lv)
     if lv is q.reference:
-        return Cell("reference"), Cell("–"), Cell("–"), Cell("reference")
+        return Cell("reference"), dash, dash, dash, Cell("reference")
     if lv.by_seed and not lv.trained:
-        return Cell("–"), Cell("–"), Cell("–"), Cell("did not train")
+        return dash, dash, dash, dash, Cell("did not train")
     c = q.comparison(lv)
-    if c is None:
-        return Cell("–"), Cell("–"), Cell("–"), Cell("–")
-    t = c.test
-    return (cell(t.mean, pp(t.mean)), cell(t.ci_low, pp_interval(t.ci_low, t.ci_high)),
+    if c is None or c.decision is None:
+        return dash, dash, dash, dash, Cell(c.verdict() if c else "–")
+    v, pb = c.decision.verdict, c.decision.p_better
+    delta = v.delta if v.delta is not None else c.test.mean  # before the first look: all seeds
+    return (cell(delta, pp(delta)),
+            cell(v.lo, pp_interval(v.lo, v.hi) if v.lo is not None else "–"),
+            cell(pb[0] if pb else None, p_better_text(c.decision)),
             cell(c.p_holm, pval(c.p_holm)), Cell(c.verdict()))
+
+
+def _plateau_cells(q: Question, lv: Level) -> tuple[Cell, Cell, Cell, Cell, Cell]:
+    """An epoch of the plateau test: Δ to the best later epoch and its TOST interval."""
+    assert q.plateau is not None
+    dash = Cell("–")
+    m = f"±{100 * q.plateau.margin:.2f} pp"
+    for epoch, ref, delta, lo, hi, ok in q.plateau.tested:
+        if str(epoch) != lv.label:
+            continue
+        words = (f"equivalent within {m}" if ok else "worse" if hi < 0 else "better" if lo > 0
+                 else f"undecided after {q.plateau.n_seeds} seeds")
+        return (cell(delta, pp(delta) + f" vs epoch {ref}"), cell(lo, pp_interval(lo, hi)),
+                dash, dash, Cell(words))
+    if lv.label == str(q.plateau.epoch) or not lv.label.isdigit():
+        return dash, dash, dash, dash, Cell("–")
+    return dash, dash, dash, dash, Cell("not tested: below the first epoch that failed")
 
 
 def _table(qs: list[Question]) -> Table:
@@ -124,9 +150,11 @@ def _table(qs: list[Question]) -> Table:
             ))
     factor = qs[0].factor if qs else "level"
     return Table(("dataset", factor, "n", "diverged", "failed", "did not train", "test acc",
-                  "95% CI", "Δ vs reference (paired)", "paired 95% CI of Δ", "p (Holm)",
-                  "verdict"), tuple(rows),
-                 (False, False, True, True, True, True, True, True, True, True, True, False))
+                  "95% CI", "Δ vs reference (paired)", "interval of Δ (sequential)",
+                  "P(level > reference) [95% CI]", "p (Holm, paired t)",
+                  "verdict (sequential rule)"), tuple(rows),
+                 (False, False, True, True, True, True, True, True, True, True, True, True,
+                  False))
 
 
 def _all_levels(qs: list[Question]) -> list[str]:
@@ -185,7 +213,7 @@ def _group(sec: Section, rs: RunSet, qs: list[Question], out_dir: Path) -> None:
              Cell(p.verdict)) for q, p in pubs),
             (False, False, True, True, True, False)))
     for q in qs:
-        if q.reference is not None and q.comparisons:
+        if q.reference is not None and (q.comparisons or q.plateau is not None):
             sec.para(f"Reference ({q.dataset}): {q.reference.label}, {q.reference_why}.")
         sec.para(Strong(f"Answer ({q.dataset}):"), " " + q.answer)
 
@@ -301,8 +329,14 @@ def d2l_section(qs: dict[RunSet, list[Question]], results: Path, out_dir: Path,
         "so each level is compared with the group's reference level seed by seed: Δ is the "
         "mean of the per-seed differences (level − reference), with the paired t-test's 95% "
         f"interval and p-value, Holm-corrected over the family of that group's comparisons "
-        f"with its reference on that dataset; a difference is resolved when the Holm p < "
-        f"{ALPHA}. The reference is the baseline level (the variant's unchanged recipe), for "
+        f"with its reference on that dataset. The verdict is the {RULE}. It is one of four: "
+        "better, worse, equivalent within ±m, or undecided after n seeds; its interval is the "
+        "one of the look it stopped at, and P(level > reference) is the chance that a new seed "
+        "of the level beats a new seed of the reference (95% stratified bootstrap CI). The "
+        "epochs group is answered as a plateau: the fewest epochs whose accuracy is "
+        "equivalent (paired TOST, 90% interval inside ±m) to the best of the longer runs' "
+        "epochs, testing from the last epoch down and stopping at the first that fails. "
+        "The reference is the baseline level (the variant's unchanged recipe), for "
         "the epochs group the longest training. Below "
         f"{MIN_SEEDS} common seeds nothing is tested: each seed's value is shown instead. A "
         "level whose every run predicts one class (at least 95% of the test images) did not "

@@ -18,7 +18,7 @@ from report.stats import MIN_SEEDS, confidence
 HEADERS = (
     "variant", "n", "diverged", "failed", "did not train", "test acc", "95% CI", "epochs",
     "optimizer steps", "top-1 err", "top-3 err", "top-5 err", "params", "FLOPs/ex",
-    "train ex/s", "infer ex/s (bs 1024)", "infer ex/s (bs 1)", "wall/run",
+    "train ex/s", "infer ex/s (bs 1024)", "infer ex/s (bs 1)", "wall/run", "optimizer, lr, batch",
 )
 NUMERIC = (False,) + (True,) * (len(HEADERS) - 1)
 
@@ -57,7 +57,24 @@ def row(g: Group) -> tuple[Cell, ...]:
         cell(train, count(train)),
         *(cell(x, count(x)) for x in inf),
         cell(wall, duration(wall)),
+        Cell(recipe_text(g)),
     )
+
+
+def recipe_text(g: Group) -> str:
+    """What the group trained with: `adam 0.001, bs 128` (the lr an equal-terms pick chose)."""
+    cfg = g.first("config") or {}
+    if not cfg.get("optimizer"):
+        return "–"
+    return f"{cfg['optimizer']} {cfg.get('lr'):g}, bs {cfg.get('batch_size')}"
+
+
+#: What each suite's leaderboard answers, by suite name (others: the suite's name).
+REGIMES = {"variants": "as published", "equal-terms": "equal terms"}
+
+
+def regime(rs: RunSet) -> str:
+    return REGIMES.get(rs.suite, rs.suite)
 
 
 def unfinished(groups: list[Group], class_names: tuple[str, ...] | None = None) -> list[tuple]:
@@ -105,15 +122,23 @@ def leaderboard_section(main: list[tuple[RunSet, list[Group]]], many_devices: bo
         sec.para("No records of the variant suites yet.")
         return sec
     sec.para(
-        "One table per dataset of each suite's leading run set (its most complete profile; "
-        "other run sets are in the appendix), one row per variant (and overrides), sorted by "
+        "Per dataset, one table per regime, each from its suite's leading run set (its most "
+        "complete profile; other run sets are in the appendix). **As published** (suite "
+        "variants): each variant trained by its source's own recipe, which reproduces the "
+        "source. **Equal terms** (suite equal-terms): every variant keeps its network (layers, "
+        "output layer and the loss it needs, initial weights, input transform) and is trained "
+        "by one shared recipe (Adam, constant lr, batch 128, 15 epochs) at the lr picked for "
+        "it on a validation split held out of the training set (see Equal terms below), which "
+        "compares the architectures. Never one ranking across datasets. "
+        "One row per variant (and overrides), sorted by "
         "mean test accuracy. n: runs that finished; diverged and failed runs are counted beside "
         "it and listed below, never dropped, but only finished runs enter the statistics. Did "
         "not train: finished runs whose predictions collapsed onto one class (at least 95% of "
         "the test images), so their accuracy is that class's share of the test set. Test acc: "
         f"mean ± sample SD over seeds from {MIN_SEEDS} seeds on, below that each seed's value; "
         f"95% CI: Student-t interval of the mean, only from {MIN_SEEDS} seeds on, clipped to "
-        "[0, 100]%. Epochs: trained of the recipe's; optimizer steps = epochs × ⌈training "
+        "[0, 100]%. Epochs: trained of the planned (the recipe's, or the shared recipe's); "
+        "optimizer steps = epochs × ⌈training "
         "images / batch size⌉ (every batch steps, the last one partial). Top-k error: the label "
         "is not among the k highest scores. FLOPs per example: forward pass, 2 per "
         "multiply-add. train ex/s: median over epochs of training examples per second over the "
@@ -121,8 +146,18 @@ def leaderboard_section(main: list[tuple[RunSet, list[Group]]], many_devices: bo
         "after warm-up. Throughput and wall time compare only within one machine. d2l exercise "
         "runs are in their own section."
     )
+    by_ds: dict[str, list[tuple[RunSet, list[Group]]]] = {}
     for rs, groups in main:
-        sec.para("Run set ", Code(rs.title(many_devices)), ".")
-        title = f" ({rs.name})" if len(main) > 1 else ""
-        runset_tables(sec, rs, groups, title, "leaderboard" + (f"-{rs.suite}" if title else ""))
+        for ds, gs in by_dataset(groups).items():
+            by_ds.setdefault(ds, []).append((rs, gs))
+    many = len(main) > 1
+    if not many:
+        sec.para("Run set ", Code(main[0][0].title(many_devices)), ".")
+    for ds, sets in sorted(by_ds.items()):
+        if many:
+            sec.add(Heading(3, ds, f"leaderboard-{ds}"))
+        for rs, gs in sets:
+            title = f" — {regime(rs)} ({rs.title(many_devices)})" if many else ""
+            anchor = "leaderboard" + (f"-{rs.suite}" if many else "")
+            runset_tables(sec, rs, gs, title, anchor, level=4 if many else 3)
     return sec

@@ -13,6 +13,7 @@ from report.answers import summary_section
 from report.appendix import appendix_section
 from report.collect import Group, Record, dedupe, group_records, is_d2l, load_all
 from report.doc import Block, Figure, Para, Section, text
+from report.equal import PUBLISHED_SUITE, equal_terms_section, is_selection
 from report.exercises import d2l_questions, d2l_section
 from report.figures import FIG_DIR
 from report.gallery import figures_section
@@ -53,8 +54,13 @@ def build(records: list[Record], results: Path, out_dir: Path,
     """
     records, superseded = dedupe(records)
     split = split_runsets(records)
+    # The leaderboards: "as published" (suite variants) first, then the others (equal terms);
+    # selection run sets (validation scores, no test numbers) have their own table.
+    leads = sorted((rs for rs in split.lead if not is_d2l(rs.suite)
+                    and not is_selection(split.records(rs))),
+                   key=lambda rs: (rs.suite != PUBLISHED_SUITE, rs.suite))
     main: list[tuple[RunSet, list[Group]]] = [
-        (rs, group_records(split.records(rs))) for rs in split.lead if not is_d2l(rs.suite)]
+        (rs, group_records(split.records(rs))) for rs in leads]
     main_groups = [g for _, gs in main for g in gs]
     tests = significance_tests(main)
     pub = published_rows(main_groups)
@@ -71,6 +77,7 @@ def build(records: list[Record], results: Path, out_dir: Path,
     sections = [
         summary_section(split, tests, pub, d2l),
         leaderboard_section(main, t),
+        equal_terms_section(split, main, out_dir),
         published_section(main_groups, pub),
         significance_section(tests, t),
         d2l_section(d2l, results, out_dir, t),

@@ -2,8 +2,10 @@
 
 A run set is (suite, profile, device): records of one profile were trained to one budget on one
 kind of machine, so only they may enter one statistic, table or figure. Each suite is led by its
-most complete run set (profile `reference` > `full` > `quick` > `gate` > `smoke` > any other
-name); the others go to the appendix, which says why they are there.
+most complete run set (profile `full` > `reference` > `quick` > `gate` > `smoke` > any other
+name: full trains every variant on both datasets, reference only on its recipe's, and full
+copies reference's identical runs); the others go to the appendix, which says why they are
+there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from report.collect import Record
 
 #: Most complete first. Unknown profile names rank after these, alphabetically.
-PROFILE_ORDER = ("reference", "full", "quick", "gate", "smoke")
+PROFILE_ORDER = ("full", "reference", "quick", "gate", "smoke")
 
 
 def profile_rank(profile: str) -> tuple[int, str]:

@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 
 from report.budget import group_budget, untrained
 from report.collect import Group, by_dataset
+from report.decisions import RULE, Decision, early_mean, versus_best
 from report.doc import Cell, Code, Heading, Section, Table, cell
-from report.fmt import TOO_FEW, acc_cell, num, pp, pp_interval, pval
+from report.fmt import acc_cell, num, pp, pp_interval, pval
 from report.runsets import RunSet
 from report.stats import ALPHA, MIN_SEEDS, Comparison, clip, compare
 
+#: How the verdict column and the conclusions name the rule that made the call.
+SEQUENTIAL_NAME = "sequential rule, see Significance"
+
 HEADERS = ("variant", "n", "test acc", "Δ vs best", "95% CI of Δ", "Welch t", "df", "p",
-           "p (Holm)", "Hedges' g", "verdict")
-NUMERIC = (False, True, True, True, True, True, True, True, True, True, False)
+           "p (Holm)", "Hedges' g", "P(variant > best) [95% CI]", "seeds judged",
+           "interval of Δ (sequential)", "verdict (sequential rule)")
+NUMERIC = (False, True, True, True, True, True, True, True, True, True, True, True, True, False)
 
 
 def rankable(g: Group) -> bool:
@@ -27,10 +32,11 @@ def rankable(g: Group) -> bool:
     return bool(g.ok) and len(untrained(g)) < len(g.ok)
 
 
-def verdict(c: Comparison) -> str:
-    if c.test is None:
-        return TOO_FEW if min(c.n, c.n_ref) < MIN_SEEDS else "not defined (zero variance)"
-    return "worse (significant)" if c.significant else "not resolved"
+def p_better_text(d: Decision | None) -> str:
+    if d is None or d.p_better is None:
+        return "–"
+    p, lo, hi = d.p_better
+    return f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 @dataclass
@@ -43,6 +49,8 @@ class DatasetTest:
     best: Group | None = None
     ranked: list[Group] = field(default_factory=list)  # trained groups, best first
     rows: list[tuple[Group, Comparison]] = field(default_factory=list)
+    # the sequential rule's verdict of each row (report.decisions), by label
+    decisions: dict[str, Decision] = field(default_factory=dict)
     absent: str | None = None  # why no table: budgets cut short, nothing to compare
     short: list[tuple[Group, str]] = field(default_factory=list)  # rows cut short, and how
 
@@ -65,7 +73,9 @@ def truncated(groups: list[Group]) -> list[tuple[Group, str]]:
 
 def test_dataset(rs: RunSet, ds: str, groups: list[Group]) -> DatasetTest:
     dt = DatasetTest(rs, ds, groups)
-    ranked = sorted((g for g in groups if rankable(g)), key=lambda g: (-g.mean_acc(), g.label))
+    # best: the highest mean over the first look's seeds (early_mean; with 5 seeds or fewer,
+    # the mean), fixed, so seeds the sequential rule adds cannot change the questions
+    ranked = sorted((g for g in groups if rankable(g)), key=lambda g: (-early_mean(g), g.label))
     if not ranked:
         dt.absent = "no variant has a finished run that trained"
         return dt
@@ -86,6 +96,7 @@ def test_dataset(rs: RunSet, ds: str, groups: list[Group]) -> DatasetTest:
     comps = {c.name: c for c in compare(dt.best.values(),
                                         {g.label: g.values() for g in others})}
     dt.rows = [(g, comps[g.label]) for g in others]
+    dt.decisions = versus_best(rs.suite, rs.profile, ds, dt.best, others)
     return dt
 
 
@@ -94,9 +105,10 @@ def significance_tests(main: list[tuple[RunSet, list[Group]]]) -> list[DatasetTe
             for ds, gs in by_dataset(groups).items()]
 
 
-def _row(g: Group, c: Comparison) -> tuple[Cell, ...]:
+def _row(g: Group, c: Comparison, d: Decision) -> tuple[Cell, ...]:
     t = c.test
     lo, hi = clip(t.ci_low, t.ci_high, -1.0, 1.0) if t else (None, None)
+    v = d.verdict
     return (
         Cell(g.label), cell(c.n, str(c.n)),
         cell(g.accuracy()["mean"], acc_cell(g.accuracy(), g.values(), MIN_SEEDS)),
@@ -106,26 +118,32 @@ def _row(g: Group, c: Comparison) -> tuple[Cell, ...]:
         cell(t.df if t else None, num(t.df if t else None, 1)),
         cell(t.p if t else None, pval(t.p if t else None)),
         cell(c.p_holm, pval(c.p_holm)),
-        cell(c.g, num(c.g)), Cell(verdict(c)),
+        cell(c.g, num(c.g)),
+        cell(d.p_better[0] if d.p_better else None, p_better_text(d)),
+        cell(v.n, str(v.n)),
+        cell(v.lo, pp_interval(v.lo, v.hi) if v.lo is not None else "–"),
+        Cell(d.words),
     )
 
 
 def conclusion(dt: DatasetTest) -> str:
     """The dataset's verdict in one sentence (also the summary's, word for word)."""
     assert dt.best is not None
-    tested = [(g, c) for g, c in dt.rows if c.test is not None]
-    worse = [(g, c) for g, c in tested if c.significant]
-    same = [g.label for g, c in tested if not c.significant]
-    untested = [g.label for g, c in dt.rows if c.test is None]
+    by: dict[str, list[str]] = {}
+    for g, _ in dt.rows:
+        d = dt.decisions[g.label]
+        by.setdefault(d.words, []).append(f"{g.label} ({pp(d.verdict.delta)})"
+                                          if d.verdict.delta is not None else g.label)
     s = f"{dt.best.label} has the highest mean"
-    if worse:
-        s += "; significantly worse (Holm): " + ", ".join(
-            f"{g.label} {pp(c.diff)} (p = {pval(c.p_holm)})" for g, c in worse)
-    if same:
-        s += "; not resolved from it: " + ", ".join(same)
-    if untested:
-        s += f"; {TOO_FEW} (n < {MIN_SEEDS}): " + ", ".join(untested)
-    return s + "."
+    for words in sorted(by, key=_order):
+        s += f"; {words} than it: " if words in ("better", "worse") else f"; {words}: "
+        s += ", ".join(by[words])
+    return s + f" ({SEQUENTIAL_NAME})."
+
+
+def _order(words: str) -> tuple[int, str]:
+    first = words.split()[0]
+    return ({"worse": 0, "better": 1, "equivalent": 2}.get(first, 3), words)
 
 
 def significance_section(tests: list[DatasetTest], many_devices: bool) -> Section:
@@ -136,7 +154,14 @@ def significance_section(tests: list[DatasetTest], many_devices: bool) -> Sectio
         "p-values Holm-corrected over the family of these comparisons (the best variant with "
         "each other variant on that dataset); effect size Hedges' g (Cohen's d on the pooled "
         "SD times J = 1 − 3/(4(n₁+n₂) − 9)); Δ = variant − best, its CI clipped to ±100 pp. "
-        "The best is picked after seeing the data, so read borderline p-values with care. A "
+        "The verdict is the sequential rule's, one of four: better, worse, equivalent within "
+        "±m, or undecided after n seeds (seeds judged: the look it stopped at; its interval "
+        f"is that look's). The {RULE}. `lenet-bench decide` adds seeds to the open ones. "
+        "P(variant > best): the chance that a new seed of the variant beats a new seed of the "
+        "best (Mann–Whitney over the seeds judged), with a 95% stratified bootstrap CI as "
+        "rliable reports it (Agarwal et al. 2021; Bouthillier et al. 2021 recommend it). The "
+        "best is the highest mean over seeds 0–4, picked after seeing them, so read borderline "
+        "verdicts with care. A "
         "table is printed only where every variant trained its full recipe, and a row is "
         f"tested only with at least {MIN_SEEDS} finished seeds on both sides; variants whose "
         f"runs all did not train are left out. α = {ALPHA}."
@@ -157,6 +182,7 @@ def significance_section(tests: list[DatasetTest], many_devices: bool) -> Sectio
         sec.para("Best: ", Code(best.label), ", "
                  f"{acc_cell(best.accuracy(), best.values(), MIN_SEEDS)} "
                  f"(n = {best.accuracy()['n']}).")
-        sec.add(Table(HEADERS, tuple(_row(g, c) for g, c in dt.rows), NUMERIC))
+        sec.add(Table(HEADERS, tuple(_row(g, c, dt.decisions[g.label]) for g, c in dt.rows),
+                      NUMERIC))
         sec.para(conclusion(dt))
     return sec

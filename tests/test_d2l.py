@@ -52,7 +52,9 @@ def _write_ex2(results: Path, profile: str, acc_of: Any) -> list[PlannedRun]:
 def test_suite_set_and_unknown_suite() -> None:
     assert suite_names("d2l") == D2L
     assert suite_names("d2l-ex4") == ["d2l-ex4"]
-    with pytest.raises(UsageError, match=r"unknown suite 'nope'; valid: variants, d2l, d2l-ex1"):
+    assert suite_names("equal") == ["equal-lr", "equal-terms"]
+    with pytest.raises(UsageError, match=r"unknown suite 'nope'; valid: variants, d2l, equal, "
+                                         r"d2l-ex1"):
         suite_names("nope")
 
 

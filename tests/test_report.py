@@ -26,11 +26,12 @@ from report.stats import compare, holm
 from tests.report_records import EVIL, REFERENCE, Rendered, evil_description, write_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "report.md"
-SECTIONS = ["Summary", "Leaderboard", "Published vs reproduced", "Significance", "d2l exercises",
+SECTIONS = ["Summary", "Leaderboard", "Equal terms: the lr pick, and recipe against network",
+            "Published vs reproduced", "Significance", "d2l exercises",
             "Figures", "Speed: the engine against the usual loop", "What ran", "Reproduce",
             "Appendix: other run sets"]
-ANCHORS = ["summary", "leaderboard", "published", "significance", "d2l", "figures", "speed",
-           "what-ran", "reproduce", "appendix"]
+ANCHORS = ["summary", "leaderboard", "equal-terms", "published", "significance", "d2l",
+           "figures", "speed", "what-ran", "reproduce", "appendix"]
 
 
 def _md(r: Rendered) -> str:
@@ -158,10 +159,14 @@ def test_significance_against_the_best(rendered_report: Rendered) -> None:
     assert "Best: `lenet_modern`" in sig and "Best: `lenet5_bn`" in sig
     d2l, modern = REFERENCE["lenet_d2l"][1], REFERENCE["lenet_modern"][1]
     p = compare(modern, {"d": d2l})[0].p_holm
-    assert re.search(rf"^\| lenet_d2l \| 3 \|.*\| {re.escape(pval(p))} \| [-\d.]+ \| worse "
-                     r"\(significant\) \|$", sig, flags=re.M)
-    assert re.search(r"^\| mlp \| 2 \|.*\| – \| – \| too few seeds to test \|$", sig,
-                     flags=re.M)
+    # Welch and Holm as before; the verdict is the sequential rule's: 3 seeds, before its
+    # first look (5), so undecided whatever the p-value says
+    assert re.search(rf"^\| lenet_d2l \| 3 \|.*\| {re.escape(pval(p))} \| [-\d.]+ \| "
+                     r"0\.00 \[0\.00, 0\.00\] \| 3 \| – \| undecided after 3 seeds \|$",
+                     sig, flags=re.M)
+    assert re.search(r"^\| mlp \| 2 \|.*\| – \| – \| – \| 2 \| – \| undecided after 2 seeds \|$",
+                     sig, flags=re.M)
+    assert "undecided after 3 seeds: lenet_d2l" in sig and "(sequential rule" in sig
 
 
 def test_d2l_answers_are_generated(rendered_report: Rendered) -> None:
@@ -173,9 +178,11 @@ def test_d2l_answers_are_generated(rendered_report: Rendered) -> None:
     ps = holm([stats.ttest_rel(k3, k5).pvalue, stats.ttest_rel(k7, k5).pvalue])
     assert f"kernel_size 3 ({100 * sum(k3) / 3:.2f}%)" not in d2l  # not the highest mean
     assert re.search(rf"^\| fashion-mnist \| 3 \| 3 \|.*\| {re.escape(pval(ps[0]))} \| "
-                     r"not resolved \|$", d2l, flags=re.M)
-    assert "kernel_size: the reference kernel_size 5 (85.70%) has the highest mean; not " \
-           "resolved: 3, 7 (paired t over seeds, Holm over the 2 comparisons" in d2l
+                     r"undecided after 3 seeds \|$", d2l, flags=re.M)
+    assert "kernel_size: the reference kernel_size 5 (85.70%) has the highest mean; " \
+           "undecided after 3 seeds: kernel_size 3 -0.53 pp, kernel_size 7 -0.33 pp " \
+           "(sequential rule)" in d2l
+    assert "not resolved" not in md and "(significant)" not in md
     assert "runs that did not finish: 0.5 (2 diverged, 0 failed)" in d2l
     assert "figures/d2l-ex2-quick-kernel-size.png" in d2l
     assert "figures/d2l-ex4-quick-analysis-activations-layer1.png" in d2l

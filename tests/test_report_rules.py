@@ -16,6 +16,7 @@ from scipy import stats
 from bench.metrics import t_quantile_975
 from report.budget import budget_of, did_not_train, recipe_epochs
 from report.collect import Group
+from report.fmt import pval
 from report.markdown import to_markdown
 from report.render import build
 from report.runsets import profile_rank, split_runsets
@@ -47,7 +48,7 @@ def seeds(variant: str, accs: list[Any], **kw: Any) -> list[dict[str, Any]]:
 
 def test_profile_precedence_unknown_names_last() -> None:
     names = ["smoke", "nightly", "full", "quick", "reference", "alpha"]
-    assert sorted(names, key=profile_rank) == ["reference", "full", "quick", "smoke", "alpha",
+    assert sorted(names, key=profile_rank) == ["full", "reference", "quick", "smoke", "alpha",
                                                "nightly"]
 
 
@@ -59,10 +60,10 @@ def test_each_suite_leads_with_its_most_complete_run_set() -> None:
             + seeds("lenet5", [0.9] * 2, profile="full", device="cpu")
             + seeds("lenet5", [0.9] * 3, profile="full", device="cuda"))
     split = split_runsets(recs)
-    assert [(rs.suite, rs.profile) for rs in split.lead] == [("d2l-ex9", "nightly"),
-                                                             ("variants", "reference")]
+    assert [(rs.suite, rs.profile, rs.device) for rs in split.lead] == [
+        ("d2l-ex9", "nightly", "cpu"), ("variants", "full", "cuda")]
     assert [(rs.profile, rs.device) for rs in split.others] == [
-        ("full", "cuda"), ("full", "cpu"), ("quick", "cpu"), ("smoke", "cpu"),
+        ("full", "cpu"), ("reference", "cpu"), ("quick", "cpu"), ("smoke", "cpu"),
         ("nightly", "cpu")]
     # the same profile on two devices: the one with more finished runs leads, never pooled
     only_full = split_runsets([r for r in recs if r["profile"] == "full"])
@@ -91,7 +92,7 @@ def test_mixed_run_sets_never_share_a_table_or_figure(tmp_path: Path,
             for r in seeds(v, [x - (0.001 if v == "lenet5" else 0) for x in a], profile=p,
                            epochs=None if p == "reference" else 1)]
     md = render(recs, tmp_path)
-    main = md.split("## 10. Appendix", 1)[0]
+    main = md.split("## 11. Appendix", 1)[0]
     assert "96.12" not in main and "81.97" not in main and "82.07" not in main
     lead = section(md, "Leaderboard")
     assert len(rows_of(lead, "lenet5")) == 1 and "Run set `variants/reference`." in lead
@@ -116,13 +117,14 @@ def test_below_three_seeds_no_test_interval_or_verdict(tmp_path: Path) -> None:
         rows_of(lead, "lenet5_bn")[0]
     assert "| 97.90% | too few seeds to test |" in rows_of(lead, "mlp")[0]
     sig = section(md, "Significance")
-    for name in ("lenet5_bn", "mlp"):
-        row = rows_of(sig, name)[0]
-        assert row.endswith("| – | – | – | – | – | – | too few seeds to test |"), row
+    for name, n in (("lenet5_bn", "2 seeds"), ("mlp", "1 seed")):
+        row = rows_of(sig, name)[0]  # no Welch, no Holm, no interval, no P: the first look is 5
+        tail = f"| – | – | – | – | – | – | – | {n[0]} | – | undecided after {n} |"
+        assert row.endswith(tail), row
     pub = section(md, "Published vs reproduced")
     assert "too few seeds to test (n = 2)" in rows_of(pub, "lenet5_bn")[0]
     assert "too few seeds to test (n = 1)" in rows_of(pub, "mlp")[0]
-    assert "too few seeds to test" in section(md, "Summary")  # the runner-up has 2 seeds
+    assert "the runner-up is undecided after 2 seeds" in section(md, "Summary")
 
 
 def test_no_interval_outside_0_100(tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ def test_budget_cut_short_is_not_comparable_and_not_tested(tmp_path: Path) -> No
     assert f"| 2 of {e5} | {2 * math.ceil(60_000 / b.batch_size):,} ({b.optimizer}) |" in lead
     summary = section(md, "Summary")
     assert "not tested: the budgets were cut short" in summary
-    assert "Welch, Holm p" in summary.split("- mnist", 1)[0]  # fashion-mnist is tested
+    assert "sequential rule; Welch, Holm p" in summary.split("- mnist", 1)[0]  # fashion tested
 
 
 def test_optimizer_steps_count_the_partial_last_batch() -> None:
@@ -219,7 +221,7 @@ def test_chance_level_did_not_train_is_neither_ranked_nor_tested(tmp_path: Path)
     row = next(r for r in rows_of(d2l, "fashion-mnist") if "| sigmoid |" in r)
     assert "| 3 | did not train (10.00 ± 0.00%) | – |" in row and row.endswith("did not train |")
     answer = re.search(r"\*\*Answer \(fashion-mnist\):\*\* (.*)", d2l).group(1)
-    assert "Holm over the 1 comparison with the reference" in answer
+    assert "(sequential rule)" in answer
     assert answer.endswith("did not train (one class predicted): sigmoid.")
     lead = section(md, "Leaderboard")
     assert "| 3 | 0 | 0 | 3 | did not train (10.00 ± 0.00%) | – |" in rows_of(lead, "lenet_d2l")[0]
@@ -231,35 +233,38 @@ def test_chance_level_did_not_train_is_neither_ranked_nor_tested(tmp_path: Path)
 # --- the d2l questions ---------------------------------------------------------------------
 
 def test_one_paired_verdict_per_question(tmp_path: Path) -> None:
-    """Seeds move the levels together: the paired test resolves what Welch cannot."""
-    ref = [0.80, 0.85, 0.90]
-    up = [0.812, 0.861, 0.913]
-    same = [0.795, 0.858, 0.899]
+    """Seeds move the levels together: the paired rule decides what Welch cannot."""
+    ref = [0.80, 0.85, 0.90, 0.83, 0.87]
+    up = [0.812, 0.861, 0.913, 0.842, 0.881]  # +1.18 pp, every seed
+    same = [0.8001, 0.8502, 0.8998, 0.8301, 0.8699]  # within a hundredth of a pp
     assert not compare(ref, {"up": up})[0].significant  # unpaired: seed noise hides it
     md = render(d2l_records({"relu": ref, "gelu": up, "tanh": same}), tmp_path)
     d2l = section(md, "d2l exercises")
     assert d2l.count("**Answer (") == 1 and "Welch" not in d2l
     p = holm([stats.ttest_rel(up, ref).pvalue, stats.ttest_rel(same, ref).pvalue])
-    assert p[0] < 0.05 < p[1]
     gelu = next(r for r in rows_of(d2l, "fashion-mnist") if "| gelu |" in r)
-    assert gelu.endswith(f"| {p[0]:.3f} | higher (resolved) |")
+    assert re.search(rf"\| {re.escape(pval(p[0]))} \| better \|$", gelu), gelu
+    tanh = next(r for r in rows_of(d2l, "fashion-mnist") if "| tanh |" in r)
+    assert tanh.endswith("| equivalent within ±0.30 pp |")
     answer = re.search(r"\*\*Answer \(fashion-mnist\):\*\* (.*)", d2l).group(1)
     assert answer.startswith("activation: highest mean activation gelu")
-    assert "resolved higher than the reference: activation gelu +1.20 pp" in answer
-    assert "not resolved: tanh" in answer and "Holm over the 2 comparisons" in answer
+    assert "better than the reference: activation gelu +1.18 pp [" in answer
+    assert "equivalent within ±0.30 pp: activation tanh" in answer
+    assert answer.endswith("(sequential rule).")
     assert "Reference (fashion-mnist): relu, the baseline" in d2l
+    assert "resolved" not in d2l and "significant" not in d2l
 
 
-def test_two_seeds_per_level_give_no_d2l_verdict(tmp_path: Path) -> None:
+def test_too_few_seeds_for_a_look_read_undecided(tmp_path: Path) -> None:
     md = render(d2l_records({"relu": [0.80, 0.85], "gelu": [0.90, 0.95]}), tmp_path)
     d2l = section(md, "d2l exercises")
     gelu = next(r for r in rows_of(d2l, "fashion-mnist") if "| gelu |" in r)
-    assert gelu.endswith("| +10.00 pp | – | – | too few seeds to test |")
-    assert "activation: too few seeds to test (2 paired seeds)" in d2l
+    assert gelu.endswith("| +10.00 pp | – | – | – | undecided after 2 seeds |")
+    assert "undecided after 2 seeds: activation gelu +10.00 pp" in d2l
     assert "resolved" not in d2l.split("**Answer", 1)[1]
 
 
-def test_epochs_group_is_labelled_by_epoch_counts(tmp_path: Path) -> None:
+def test_epochs_group_is_answered_as_a_plateau(tmp_path: Path) -> None:
     curves = [[0.70, 0.78, 0.81, 0.82], [0.71, 0.77, 0.80, 0.83], [0.69, 0.79, 0.82, 0.84]]
     recs = [synth("lenet_tweakable", s, c[-1], suite="d2l-ex2", profile="quick",
                   group="epochs", factor="num_epochs", epochs=4, history=c,
@@ -269,7 +274,23 @@ def test_epochs_group_is_labelled_by_epoch_counts(tmp_path: Path) -> None:
     assert re.findall(r"^\| fashion-mnist \| (\w+) \|", table, flags=re.M) == ["1", "2", "3", "4"]
     assert "lenet_tweakable" not in table
     assert "Reference (fashion-mnist): 4, the longest training (4 epochs)." in d2l
-    assert "resolved lower: num_epochs 1 -13.00 pp" in d2l
+    # epoch 3 is 2 pp under epoch 4 in every seed: not equivalent, so no earlier plateau
+    assert "epochs: no plateau before the last epoch (4)" in d2l
+    rows = [r for r in rows_of(table, "fashion-mnist")]
+    assert rows[2].endswith("| worse |") and "vs epoch 4" in rows[2]
+    assert all(r.endswith("| not tested: below the first epoch that failed |")
+               for r in rows[:2])
+
+
+def test_a_flat_curve_has_its_plateau_where_it_flattens(tmp_path: Path) -> None:
+    base = [0.70, 0.80, 0.85, 0.86, 0.86, 0.86]
+    curves = [[a + 0.0001 * ((s * 7 + e * 3) % 5) for e, a in enumerate(base)]
+              for s in range(5)]
+    recs = [synth("lenet_tweakable", s, c[-1], suite="d2l-ex2", profile="quick",
+                  group="epochs", factor="num_epochs", epochs=6, history=c,
+                  overrides={"num_epochs": 6}) for s, c in enumerate(curves)]
+    d2l = section(render(recs, tmp_path), "d2l exercises")
+    assert "epochs: plateau at epoch 4: equivalent within ±0.30 pp" in d2l
 
 
 # --- the summary says what the tables say --------------------------------------------------
@@ -287,12 +308,15 @@ def check_summary(md: str) -> int:
         assert f"| {racc} |" in rows_of(table, runner)[0]
         means = [float(re.match(r"([\d.]+)", x).group(1)) for x in (acc, racc)]
         assert float(margin) == pytest.approx(means[0] - means[1], abs=0.011)
-        if how.startswith(("significant", "not resolved")):
-            d, ci, p = re.search(r"Δ (\S+ pp), 95% CI (\[.+?\]), Welch, Holm p = (\S+) ",
-                                 how).groups()
+        if "sequential rule" in how:
+            words = re.match(r"the runner-up is (.+?) \(Δ", how).group(1)
+            words = words.removesuffix(" than the best")
             row = rows_of(sig.split(f"### {ds}", 1)[1], runner)[0]
-            assert f"| {d} | {ci} |" in row and f"| {p} |" in row
-            assert ("worse (significant)" in row) == how.startswith("significant")
+            assert row.endswith(f"| {words} |"), (row, words)
+            iv = re.search(r"interval (\[.+?\]) at (\d+) seeds", how)
+            if iv:
+                assert f"| {iv.group(2)} | {iv.group(1)} |" in row
+            assert "not resolved" not in how and "significant" not in how
         checked += 1
     pub = section(md, "Published vs reproduced")
     verdicts = re.findall(r"^\| [^|]+ \| [^|]+ \| test (?:accuracy|error) \|(?:[^|]*\|){4} "

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from report.d2l_answers import Level, Question, judge
-from report.fmt import level, level_key, pp, pval
+from report.decisions import design
+from report.fmt import level, level_key, pp, pp_interval
 from report.stats import (
     clip,
     compare,
@@ -98,29 +99,30 @@ def _answer(factor: str, levels: list[Level], ref: int) -> str:
     return q.answer
 
 
-def test_answer_paired_not_resolved_reports_family() -> None:
+def test_answer_undecided_names_the_seeds_and_the_rule() -> None:
     ref, k3 = [0.852, 0.849, 0.855], [0.851, 0.854, 0.850]
     text = _answer("kernel_size", [_lv("3", 3, k3), _lv("5", 5, ref)], 1)
-    assert text.startswith("kernel_size: the reference kernel_size 5 (85.20%) has the highest "
-                           "mean; not resolved: 3 (paired t over seeds, Holm over the 1 "
-                           "comparison with the reference)")
+    assert text == ("kernel_size: the reference kernel_size 5 (85.20%) has the highest mean; "
+                    "undecided after 3 seeds: kernel_size 3 -0.03 pp (sequential rule).")
 
 
-def test_answer_resolved_and_diverged() -> None:
-    low, ref = [0.70, 0.69, 0.71], [0.85, 0.86, 0.855]
+def test_answer_worse_and_diverged() -> None:
+    low, ref = [0.70, 0.69, 0.71, 0.70, 0.72], [0.85, 0.86, 0.855, 0.85, 0.86]
     text = _answer("lr", [_lv("0.01", 0.01, low), _lv("0.1", 0.1, ref),
                           _lv("0.5", 0.5, [0.81, "diverged", "diverged"])], 1)
-    p = paired(dict(enumerate(low)), dict(enumerate(ref)))
-    assert f"resolved lower: lr 0.01 {pp(p.mean)}" in text
-    assert f"(Holm p = {pval(p.p)})" in text  # one tested comparison: Holm leaves p as is
-    assert "too few seeds to test: 0.5" in text
-    assert "0.5 (2 diverged, 0 failed)" in text
+    from bench.sequential import look
+
+    v = look(low, ref, design("fashion-mnist"), 0)
+    assert f"worse than the reference: lr 0.01 {pp(v.delta)} {pp_interval(v.lo, v.hi)}" in text
+    assert "undecided after 1 seed: lr 0.5" in text
+    assert "0.5 (2 diverged, 0 failed)" in text and "Holm" not in text
 
 
 def test_answer_too_few_seeds() -> None:
     text = _answer("channels", [_lv("[3, 8]", 1, [0.88, 0.87]), _lv("[6, 16]", 2, [0.89, 0.9])],
                    1)
-    assert text.startswith("channels: too few seeds to test (2 paired seeds)")
+    assert text.startswith("channels: the reference channels [6, 16] (89.50%) has the highest "
+                           "mean; undecided after 2 seeds: channels [3, 8] -2.00 pp")
 
 
 def test_prediction_interval_by_hand() -> None:

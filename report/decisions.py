@@ -1,0 +1,138 @@
+"""The report's comparisons as sequential decisions: better, worse, equivalent, or undecided.
+
+Every headline comparison (per dataset and leaderboard: the best variant against each other
+one) and every d2l group's level against its reference is judged by bench.sequential's rule
+on the seeds its records hold, replayed look by look (5, 10, 15 seeds per arm), so the verdict
+is the one a live comparison would have stopped at, and `lenet-bench decide` knows which
+configurations still need seeds. The epochs question is answered as a plateau instead.
+
+Margins (m, the difference that matters): 0.3 pp on Fashion-MNIST, about the binomial SD of a
+10,000-image test set at 90% accuracy (√(0.9·0.1/10,000) = 0.30 pp), and 0.1 pp on MNIST, the
+same at 99% (0.10 pp): a difference inside ±m is smaller than what one test set can resolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.decide import BEST_VS_OTHERS
+from bench.sequential import METHOD, Design, Plateau, Verdict, decide, plateau, prob_improvement
+from report.collect import Group, Record
+
+#: The equivalence margin per dataset (accuracy units); see the module docstring.
+MARGINS = {"mnist": 0.001, "fashion-mnist": 0.003}
+#: Seeds per arm at each look; the last is the cap.
+LOOKS = (5, 10, 15)
+ALPHA = 0.05
+
+RULE = (f"sequential rule: {METHOD}; α = {ALPHA} per comparison, looks at "
+        f"{', '.join(map(str, LOOKS))} seeds per arm (cap {LOOKS[-1]}), margins "
+        + ", ".join(f"±{100 * m:.1f} pp on {ds}" for ds, m in sorted(MARGINS.items())))
+
+
+def design(dataset: str) -> Design:
+    return Design(margin=MARGINS.get(dataset, 0.003), alpha=ALPHA, looks=LOOKS)
+
+
+def seeds_in_order(by_seed: dict[int, float]) -> list[float]:
+    """The values of seeds 0, 1, 2, … up to the first missing one: the looks are at fixed
+    numbers of seeds, so a gap ends the sample (a later seed cannot stand in for it)."""
+    out: list[float] = []
+    while len(out) in by_seed:
+        out.append(by_seed[len(out)])
+    return out
+
+
+@dataclass
+class Arm:
+    """One configuration of a comparison: its label, per-seed accuracy, and a record of it
+    (what `decide` copies, seed changed, to train more seeds)."""
+
+    label: str
+    by_seed: dict[int, float]
+    record: Record | None
+
+    @property
+    def values(self) -> list[float]:
+        return seeds_in_order(self.by_seed)
+
+
+@dataclass
+class Decision:
+    """A verdict of A against B (Δ = A − B), with P(A > B)."""
+
+    suite: str
+    profile: str
+    dataset: str
+    question: str  # e.g. "best vs each other variant", or a d2l group
+    a: Arm
+    b: Arm
+    verdict: Verdict
+    p_better: tuple[float, float, float] | None  # P(A > B) and its 95% bootstrap CI
+
+    @property
+    def words(self) -> str:
+        return self.verdict.words()
+
+
+def judge(suite: str, profile: str, dataset: str, question: str, a: Arm, b: Arm
+          ) -> Decision:
+    va, vb = a.values, b.values
+    v = decide(va, vb, design(dataset))
+    n = min(len(va), len(vb))
+    p = prob_improvement(va[:n], vb[:n]) if n >= 3 else None
+    return Decision(suite, profile, dataset, question, a, b, v, p)
+
+
+def group_arm(g: Group) -> Arm:
+    """A leaderboard group as an arm: its finished seeds' test accuracy."""
+    return Arm(g.label, {int(r["seed"]): float(r["metrics"]["test_acc"]) for r in g.ok
+                         if r["metrics"].get("test_acc") is not None},
+               min(g.records, key=lambda r: r["seed"]) if g.records else None)
+
+
+def early_mean(g: Group) -> float:
+    """The mean over the first look's seeds (seeds 0–4): the best variant is chosen on these,
+    so seeds added later cannot change which comparisons are asked."""
+    vals = group_arm(g).values[:LOOKS[0]] or g.values()
+    return sum(vals) / len(vals) if vals else -1.0
+
+
+def versus_best(suite: str, profile: str, dataset: str, best: Group, others: list[Group]
+                ) -> dict[str, Decision]:
+    """Each other variant against the best (A = variant, B = best: Δ = variant − best, as
+    the significance table shows it), by label."""
+    b = group_arm(best)
+    return {g.label: judge(suite, profile, dataset, BEST_VS_OTHERS, group_arm(g), b)
+            for g in others}
+
+
+def level_decisions(suite: str, profile: str, dataset: str, group: str, levels: list[Any],
+                    reference: Any) -> list[Decision]:
+    """A d2l group: each trained level against the group's reference level (Δ = level − ref)."""
+    if reference is None or not reference.trained:
+        return []
+    ref = Arm(reference.label, dict(reference.by_seed), _first(reference.records))
+    return [judge(suite, profile, dataset, group, Arm(lv.label, dict(lv.by_seed),
+                                                        _first(lv.records)), ref)
+            for lv in levels if lv is not reference and lv.trained]
+
+
+def _first(records: list[Record]) -> Record | None:
+    return min(records, key=lambda r: r["seed"]) if records else None
+
+
+def epochs_plateau(dataset: str, levels: list[Any]) -> Plateau | None:
+    """The fewest epochs whose accuracy is equivalent (within m, paired over seeds) to the
+    best of the longer runs' epochs; needs every epoch of the same ≥ 3 seeds."""
+    import numpy as np
+
+    epochs = sorted((lv for lv in levels if lv.label.isdigit()), key=lambda lv: int(lv.label))
+    if len(epochs) < 2:
+        return None
+    seeds = sorted(set.intersection(*(set(lv.by_seed) for lv in epochs)))
+    if len(seeds) < 3:
+        return None
+    curves = np.array([[lv.by_seed[s] for lv in epochs] for s in seeds])
+    return plateau(curves, MARGINS.get(dataset, 0.003), ALPHA)
