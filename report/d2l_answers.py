@@ -273,9 +273,17 @@ def plateau_text(p: Plateau) -> str:
     """The epochs answer: the fewest epochs equivalent to the best of the longer runs."""
     m = f"±{100 * p.margin:.2f} pp"
     if p.delta is None:
-        return (f"no plateau before the last epoch ({p.epoch}): epoch {p.epoch - 1} is not "
-                f"equivalent within {m} to the best later epoch (paired over {p.n_seeds} seeds, "
-                "TOST)")
+        how = f"(paired over {p.n_seeds} seeds, TOST at α = {p.alpha}, from the last epoch down)"
+        if p.tested and p.tested[-1][4] < 0:  # the epoch before the last is decidedly lower
+            e, ref, d, lo, hi, _ = p.tested[-1]
+            return (f"no plateau yet: accuracy still rises at the last epoch ({p.epoch}); epoch "
+                    f"{e} is worse than epoch {ref} by {pp(d)} {pp_interval(lo, hi)} {how}")
+        why = ""
+        if p.tested:
+            e, ref, d, lo, hi, _ = p.tested[-1]
+            why = f": epoch {e} against epoch {ref}, Δ {pp(d)} {pp_interval(lo, hi)}"
+        return (f"undecided after {p.n_seeds} seeds: no epoch before the last ({p.epoch}) is "
+                f"shown equivalent within {m} to the best later epoch{why} {how}")
     return (f"plateau at epoch {p.epoch}: equivalent within {m} to the best of the longer "
             f"runs (epoch {p.ref_epoch}), Δ {pp(p.delta)} {pp_interval(p.lo, p.hi)} (paired "
             f"over {p.n_seeds} seeds, TOST at α = {p.alpha}, every later epoch tested in "
