@@ -36,7 +36,9 @@ def lr_tables(split: Split) -> list[tuple[str, list[str], tuple[tuple[Cell, ...]
     sel = _lead(split, SELECT_SUITE)
     if sel is None:
         return []
-    fin = _lead(split, FINAL_SUITE)
+    # the finals of the same profile: a pick is only checked against runs that read it
+    fin = next((rs for rs in sorted(split.sets) if rs.suite == FINAL_SUITE
+                and rs.profile == sel.profile), None)
     trained: dict[tuple[str, str], set[float]] = {}
     for r in split.records(fin) if fin else []:
         trained.setdefault((r["dataset"], r["variant"]), set()).add(float(r["config"]["lr"]))
@@ -57,6 +59,9 @@ def lr_tables(split: Split) -> list[tuple[str, list[str], tuple[tuple[Cell, ...]
             got = trained.get((ds, variant))
             if not got:
                 agree = "not trained yet"
+            elif chosen is None:
+                agree = "trained " + ", ".join(f"{x:g}" for x in sorted(got)) + \
+                    "; the selection lacks runs"
             elif got == {chosen}:
                 agree = "yes"
             else:

@@ -201,3 +201,64 @@ def test_committed_final_runs_trained_the_rules_pick(profile: str) -> None:
         assert r["memberships"][0]["lr_pick"]["lr"] == got["lr"]
         assert json.dumps(r["memberships"][0]["lr_pick"]["table"], sort_keys=True) == \
             json.dumps(got["table"], sort_keys=True)
+
+
+# --- the report's equal-terms section ------------------------------------------------------
+
+def _sel(variant: str, lr: float, acc: float | None, status: str = "ok") -> dict[str, Any]:
+    from tests.report_records import synth
+
+    r = synth(variant, 0, 0.9, suite=SELECT, group="select", dataset="mnist",
+              overrides={"lr": lr, "holdout": 10_000})
+    r["config"].update(lr=lr, holdout=10_000, optimizer="adam", batch_size=128, num_epochs=15)
+    r["run_id"] = f"{variant}-{lr}"
+    r["status"] = status
+    r["metrics"] = {} if acc is None else {"val_acc": acc}
+    return r
+
+
+def _fin(variant: str, lr: float, accs: list[float]) -> list[dict[str, Any]]:
+    from tests.report_records import synth
+
+    out = []
+    for s, a in enumerate(accs):
+        r = synth(variant, s, a, suite=FINAL, group="final", dataset="mnist", epochs=15,
+                  overrides={"lr": lr, "optimizer": "adam"})
+        r["config"].update(lr=lr, optimizer="adam", batch_size=128)
+        out.append(r)
+    return out
+
+
+def test_report_checks_each_pick_and_splits_the_published_gaps(tmp_path: Path) -> None:
+    from report.collect import group_records
+    from report.equal import equal_terms_section, gaps, lr_tables
+    from report.markdown import to_markdown
+    from report.runsets import split_runsets
+    from tests.report_records import synth
+
+    sel = [_sel("lenet5", 0.0003, 0.985), _sel("lenet5", 0.001, 0.990),
+           _sel("lenet5", 0.003, 0.0, "diverged"),
+           _sel("mlp", 0.0003, 0.975), _sel("mlp", 0.001, 0.975), _sel("mlp", 0.003, 0.97)]
+    fin = _fin("lenet5", 0.001, [0.990, 0.991, 0.989]) + _fin("mlp", 0.003, [0.98, 0.98, 0.981])
+    pub = ([synth("lenet5", s, a) for s, a in enumerate([0.988, 0.987, 0.989])]
+           + [synth("mlp", s, a) for s, a in enumerate([0.976, 0.977, 0.975])])
+    split = split_runsets(sel + fin + pub)
+    [(ds, headers, rows)] = lr_tables(split)
+    cells = {r[0].text: [c.text for c in r] for r in rows}
+    assert ds == "mnist" and headers[-2] == "rule's pick"
+    assert cells["lenet5"][-2:] == ["0.001", "yes"] and "1 diverged" in cells["lenet5"][3]
+    # mlp: 97.50 ties at 3e-4 and 1e-3, the smaller wins; the finals trained 3e-3 instead
+    assert cells["mlp"][-2:] == ["0.0003", "NO: trained 0.003"]
+    main = [(rs, group_records(split.records(rs))) for rs in sorted(split.lead)
+            if rs.suite in ("variants", FINAL)]
+    g = gaps(next(gs for rs, gs in main if rs.suite == "variants"),
+             next(gs for rs, gs in main if rs.suite == FINAL))
+    assert g is not None and g["leader"] == "lenet5"
+    row = next(r for r in g["rows"] if r["variant"] == "mlp")
+    assert row["gap_published"] == pytest.approx(0.976 - 0.988)
+    assert row["gap_network"] == pytest.approx((0.98 + 0.98 + 0.981) / 3 - 0.990)
+    assert row["gap_recipe"] == pytest.approx(row["gap_published"] - row["gap_network"])
+    sec = equal_terms_section(split, main, tmp_path)
+    md = to_markdown("t", [], [sec])
+    assert "of the published gaps, is the recipe" in md
+    assert (tmp_path / "figures/ranks-published-vs-equal.png").is_file()
