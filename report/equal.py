@@ -89,6 +89,32 @@ def _acc_cell(row: dict[str, Any] | None) -> Cell:
     return cell(row["mean_val_acc"], shown)
 
 
+def planned_seeds(profile: str) -> int:
+    """The seeds equal-terms plans per configuration in this profile (its suite file's)."""
+    from bench.errors import UsageError
+    from bench.suites import PROFILES, load_suite
+
+    try:
+        tweak = load_suite(FINAL_SUITE).profiles.get(profile, {})
+    except UsageError:
+        tweak = {}
+    return int(tweak.get("seeds") or (PROFILES[profile].seeds if profile in PROFILES else 1))
+
+
+def unfinished_cells(equal: list[Group], seeds: int) -> dict[str, list[str]]:
+    """Per dataset, the default variants the equal-terms run set lacks or has not finished."""
+    from bench.config import DATASET_NAMES
+    from variants import list_variants
+
+    done = {(g.dataset, g.variant) for g in equal if len(g.values()) >= seeds}
+    out: dict[str, list[str]] = {}
+    for ds in DATASET_NAMES:
+        lack = [v for v in list_variants(default_only=True) if (ds, v) not in done]
+        if lack:
+            out[ds] = lack
+    return out
+
+
 def gaps(published: list[Group], equal: list[Group]) -> dict[str, Any] | None:
     """One dataset's two regimes, variant by variant: ranks, and each gap to the published
     leader split into what stays under equal terms (the network) and the rest (the recipe).
@@ -187,7 +213,15 @@ def equal_terms_section(split: Split, main: list[tuple[RunSet, list[Group]]],
         sec.add(Heading(3, f"{ds}: validation accuracy per lr", f"equal-lr-{ds}"),
                 Table(tuple(headers), rows, (False,) + (True,) * (len(headers) - 2) + (False,)))
     pub = next((gs for rs, gs in main if rs.suite == PUBLISHED_SUITE), [])
+    fin = next((rs for rs, _ in main if rs.suite == FINAL_SUITE), None)
     eq = next((gs for rs, gs in main if rs.suite == FINAL_SUITE), [])
+    seeds = planned_seeds(fin.profile) if fin else 0
+    missing = unfinished_cells(eq, seeds)
+    if eq and missing:
+        sec.para("Not complete yet: the equal-terms leaderboards lack "
+                 + "; ".join(f"{ds}: {', '.join(vs)}" for ds, vs in sorted(missing.items()))
+                 + f" (fewer than its {seeds} finished seeds, or none); `lenet-bench run "
+                 "--suite equal` resumes them. Their rows and ranks below are provisional.")
     pub_ds, eq_ds = by_dataset(pub), by_dataset(eq)
     per_ds = {ds: g for ds in sorted(set(pub_ds) & set(eq_ds))
               if (g := gaps(pub_ds[ds], eq_ds[ds])) is not None}

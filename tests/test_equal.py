@@ -261,4 +261,6 @@ def test_report_checks_each_pick_and_splits_the_published_gaps(tmp_path: Path) -
     sec = equal_terms_section(split, main, tmp_path)
     md = to_markdown("t", [], [sec])
     assert "of the published gaps, is the recipe" in md
+    assert "Not complete yet: the equal-terms leaderboards lack fashion-mnist: " in md
+    assert "(fewer than its 5 finished seeds, or none)" in md
     assert (tmp_path / "figures/ranks-published-vs-equal.png").is_file()
