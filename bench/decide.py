@@ -9,8 +9,8 @@ is replayed from the records, so an interrupted `decide` resumes where it stoppe
 report gives the same words.
 
 For the d2l groups only the candidates get seeds by default: per group and dataset, the level
-with the highest mean (unless it is the reference), those above the reference first.
-`--all-levels` adds seeds to every open level.
+with the highest mean while it is open against the reference; the largest Δ so far goes
+first. `--all-levels` adds seeds to every open level.
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ def add_parser(sub: Any) -> None:
 
 
 def candidates(decisions: list[Any], all_levels: bool) -> list[Any]:
-    """The open comparisons that get seeds, candidates for "better" first."""
+    """The open comparisons that get seeds, the likeliest "better" (largest Δ over the seeds
+    so far) first. A d2l group gets seeds only while its best level (highest mean, decided or
+    not) is open against the reference, unless `all_levels`."""
     open_ = [d for d in decisions if d.verdict.outcome == "open"]
     if not all_levels:
         best: dict[tuple[str, str], Any] = {}
-        for d in open_:
+        for d in decisions:
             if d.question == BEST_VS_OTHERS:
                 continue
             key = (d.question, d.dataset)
@@ -64,7 +66,7 @@ def candidates(decisions: list[Any], all_levels: bool) -> list[Any]:
                 best[key] = d
         open_ = [d for d in open_ if d.question == BEST_VS_OTHERS
                  or best.get((d.question, d.dataset)) is d]
-    return sorted(open_, key=lambda d: (-(d.verdict.delta or 0.0), d.dataset, d.question,
+    return sorted(open_, key=lambda d: (-(_mean(d.a) - _mean(d.b)), d.dataset, d.question,
                                         d.a.label))
 
 
