@@ -80,7 +80,7 @@ def judge(suite: str, profile: str, dataset: str, question: str, a: Arm, b: Arm
           ) -> Decision:
     va, vb = a.values, b.values
     v = decide(va, vb, design(dataset))
-    n = min(len(va), len(vb))
+    n = v.n  # the seeds judged: the deciding look's, the cap's, or all there are (open)
     p = prob_improvement(va[:n], vb[:n]) if n >= 3 else None
     return Decision(suite, profile, dataset, question, a, b, v, p)
 
