@@ -15,7 +15,7 @@ from bench.equal.rules import RULES, pick, rule_table
 from report.collect import Group, Record, by_dataset
 from report.doc import Cell, Code, Figure, Heading, Section, Table, cell
 from report.fmt import pct, pp
-from report.leaderboard import regime
+from report.leaderboard import REGIMES
 from report.runsets import RunSet, Split
 
 SELECT_SUITE, FINAL_SUITE, PUBLISHED_SUITE = "equal-lr", "equal-terms", "variants"
@@ -247,7 +247,6 @@ def equal_terms_section(split: Split, main: list[tuple[RunSet, list[Group]]],
     sec.add(Figure(rank_figure(per_ds, out_dir),
                    "Rank of every default variant as published (left) and on equal terms "
                    "(right), per dataset; means over seeds, the labels give the mean test "
-                   f"accuracy. Regimes: {regime(RunSet(PUBLISHED_SUITE, '', ''))} and "
-                   f"{regime(RunSet(FINAL_SUITE, '', ''))}.",
+                   f"accuracy. Regimes: {REGIMES[PUBLISHED_SUITE]} and {REGIMES[FINAL_SUITE]}.",
                    "rank of each variant under the two regimes"))
     return sec
