@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--budget-minutes", type=float, default=60.0, metavar="M",
                    help="train a comparison's next look only while the estimated time so far "
                         "stays within M minutes")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                   help="only the comparisons on these datasets")
+    p.add_argument("--questions", default=None, metavar="PATTERN",
+                   help="only the comparisons whose question (a d2l group, or "
+                        f"'{BEST_VS_OTHERS}') matches (fnmatch, comma-sep)")
     p.add_argument("--all-levels", action="store_true",
                    help="d2l groups: add seeds to every open level, not only the best")
     p.add_argument("--results", default="results", metavar="DIR")
@@ -49,6 +55,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the verdicts and what the next round would train")
     p.add_argument("--quiet", action="store_true")
+
+
+def selected(decisions: list[Any], datasets: list[str] | None,
+             questions: str | None) -> list[Any]:
+    """The comparisons the user narrowed `decide` to (all of them by default)."""
+    pats = [q.strip() for q in questions.split(",") if q.strip()] if questions else None
+    return [d for d in decisions if (datasets is None or d.dataset in datasets)
+            and (pats is None or any(fnmatch.fnmatchcase(d.question, q) for q in pats))]
 
 
 def candidates(decisions: list[Any], all_levels: bool) -> list[Any]:
@@ -160,6 +174,10 @@ def cmd_decide(args: argparse.Namespace, run_suite: Callable[..., int],
             raise UsageError(f"no comparisons in {results}/{args.suite}/{args.profile}: run "
                              f"`lenet-bench run --suite {args.suite} --profile {args.profile}` "
                              "first (3 seeds or more)")
+        decisions = selected(decisions, args.datasets, args.questions)
+        if not decisions:
+            raise UsageError("no comparison matches --datasets/--questions in "
+                             f"{results}/{args.suite}/{args.profile}")
         chosen = candidates(decisions, args.all_levels)
         per, cost = round_runs(chosen)
         runs = [r for rs in per for r in rs]
@@ -199,7 +217,8 @@ def cmd_decide(args: argparse.Namespace, run_suite: Callable[..., int],
             return rc
         if len(fits) < len(runs):
             why = f"the budget ({args.budget_minutes:g} min) is spent"
-            decisions = current(args.suite, args.profile, results)
+            decisions = selected(current(args.suite, args.profile, results), args.datasets,
+                                 args.questions)
             break
     print(_table(decisions))
     n_open = sum(d.verdict.outcome == "open" for d in decisions)

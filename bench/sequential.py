@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Real
 
 import numpy as np
@@ -319,6 +319,22 @@ class Plateau:
     margin: float
     alpha: float
     tested: list[tuple[int, int, float, float, float, bool]] = field(default_factory=list)
+    next_n: int | None = None  # plateau_looks: seeds the next look needs while undecided
+
+    @property
+    def found(self) -> bool:
+        """An epoch before the last is shown equivalent to the best later one."""
+        return self.delta is not None
+
+    @property
+    def rising(self) -> bool:
+        """The epoch before the last is decidedly below the last: no plateau yet."""
+        return not self.found and bool(self.tested) and self.tested[-1][4] < 0
+
+    @property
+    def decided(self) -> bool:
+        """More seeds would not change the answer's kind (a plateau, or still rising)."""
+        return self.found or self.rising
 
 
 def plateau(curves: np.ndarray | Sequence[Sequence[float]], margin: float,
@@ -358,3 +374,36 @@ def plateau(curves: np.ndarray | Sequence[Sequence[float]], margin: float,
             break
         best = Plateau(e + 1, ref + 1, mean, lo, hi, n_seeds, margin, alpha, tested)
     return best
+
+
+def plateau_looks(curves: np.ndarray | Sequence[Sequence[float]], margin: float,
+                  alpha: float = 0.05, looks: tuple[int, ...] = (5, 10, 15)) -> Plateau:
+    """`plateau` at pre-planned looks, for a curve whose seeds are added after looking.
+
+    Look k tests the first looks[k] seeds at alpha/K (Bonferroni over the K looks, as
+    `Design`); the first look that decides (a plateau, or the curve still rising) gives the
+    answer, else the last look that ran, with next_n set while a look remains. Each look's
+    fixed sequence errs with probability <= alpha/K, so the answer, whichever look gives it,
+    errs with probability <= alpha (the union bound): seeds may be added until it decides.
+    Fewer seeds than the first look: no test, next_n = looks[0].
+    """
+    acc = np.asarray(curves, dtype=float)
+    if acc.ndim != 2:
+        raise ValueError(f"curves must be seeds x epochs (2-D), got shape {acc.shape}")
+    design = Design(margin=margin, alpha=alpha, looks=looks)  # validates margin, alpha, looks
+    a_k = alpha / len(design.looks)
+    n = acc.shape[0]
+    last: Plateau | None = None
+    for n_k in design.looks:
+        if n_k > n:
+            nxt = n_k
+            break
+        last = plateau(acc[:n_k], margin, a_k)
+        if last.decided:
+            return last
+    else:
+        nxt = None  # the cap ran: undecided there
+    if last is None:
+        e = acc.shape[1]
+        return Plateau(e, e, None, None, None, n, margin, a_k, [], next_n=nxt)
+    return replace(last, next_n=nxt)  # n_seeds: the seeds that look tested

@@ -19,7 +19,7 @@ from bench.config import overrides_label
 from bench.sequential import Plateau
 from report.budget import did_not_train
 from report.collect import Record
-from report.decisions import Decision, epochs_plateau, level_decisions
+from report.decisions import LOOKS, Decision, epochs_plateau, level_decisions
 from report.fmt import TOO_FEW, level, level_key, pct, pp, pp_interval
 from report.stats import MIN_SEEDS, Paired, holm, paired, summarize
 
@@ -272,22 +272,26 @@ def _order(words: str) -> tuple[int, str]:
 def plateau_text(p: Plateau) -> str:
     """The epochs answer: the fewest epochs equivalent to the best of the longer runs."""
     m = f"±{100 * p.margin:.2f} pp"
-    if p.delta is None:
-        how = f"(paired over {p.n_seeds} seeds, TOST at α = {p.alpha}, from the last epoch down)"
-        if p.tested and p.tested[-1][4] < 0:  # the epoch before the last is decidedly lower
-            e, ref, d, lo, hi, _ = p.tested[-1]
-            return (f"no plateau yet: accuracy still rises at the last epoch ({p.epoch}); epoch "
-                    f"{e} is worse than epoch {ref} by {pp(d)} {pp_interval(lo, hi)} {how}")
-        why = ""
-        if p.tested:
-            e, ref, d, lo, hi, _ = p.tested[-1]
-            why = f": epoch {e} against epoch {ref}, Δ {pp(d)} {pp_interval(lo, hi)}"
+    how = (f"(paired over {p.n_seeds} seeds, TOST at α = {p.alpha:.3g} per look, "
+           "from the last epoch down)")
+    if not p.tested:
+        nxt = f"; the first look is at {p.next_n}" if p.next_n else ""
+        looks = ", ".join(map(str, LOOKS))
+        return (f"undecided after {p.n_seeds} seeds: no epoch tested yet{nxt} (looks at "
+                f"{looks} seeds of the longest runs, α/{len(LOOKS)} each)")
+    if p.rising:
+        e, ref, d, lo, hi, _ = p.tested[-1]
+        return (f"no plateau yet: accuracy still rises at the last epoch ({p.epoch}); epoch "
+                f"{e} is worse than epoch {ref} by {pp(d)} {pp_interval(lo, hi)} {how}")
+    if not p.found:
+        e, ref, d, lo, hi, _ = p.tested[-1]
         return (f"undecided after {p.n_seeds} seeds: no epoch before the last ({p.epoch}) is "
-                f"shown equivalent within {m} to the best later epoch{why} {how}")
+                f"shown equivalent within {m} to the best later epoch: epoch {e} against "
+                f"epoch {ref}, Δ {pp(d)} {pp_interval(lo, hi)} {how}")
     return (f"plateau at epoch {p.epoch}: equivalent within {m} to the best of the longer "
             f"runs (epoch {p.ref_epoch}), Δ {pp(p.delta)} {pp_interval(p.lo, p.hi)} (paired "
-            f"over {p.n_seeds} seeds, TOST at α = {p.alpha}, every later epoch tested in "
-            "sequence from the last down)")
+            f"over {p.n_seeds} seeds, TOST at α = {p.alpha:.3g} per look, every later epoch "
+            "tested in sequence from the last down)")
 
 
 def questions(suite: str, profile: str, groups: dict[str, list[Record]]) -> list[Question]:

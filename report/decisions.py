@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.decide import BEST_VS_OTHERS
-from bench.sequential import METHOD, Design, Plateau, Verdict, decide, plateau, prob_improvement
+from bench.sequential import (
+    METHOD,
+    Design,
+    Plateau,
+    Verdict,
+    decide,
+    plateau_looks,
+    prob_improvement,
+)
 from report.collect import Group, Record
 
 #: The equivalence margin per dataset (accuracy units); see the module docstring.
@@ -125,14 +133,42 @@ def _first(records: list[Record]) -> Record | None:
 
 def epochs_plateau(dataset: str, levels: list[Any]) -> Plateau | None:
     """The fewest epochs whose accuracy is equivalent (within m, paired over seeds) to the
-    best of the longer runs' epochs; needs every epoch of the same ≥ 3 seeds."""
+    best of the longer runs' epochs; needs every epoch of the same ≥ 3 seeds. Judged at the
+    same looks as the comparisons (5, 10, 15 seeds, α/3 each), so `decide` may add seeds to
+    the long runs until it decides."""
     import numpy as np
 
     epochs = sorted((lv for lv in levels if lv.label.isdigit()), key=lambda lv: int(lv.label))
     if len(epochs) < 2:
         return None
-    seeds = sorted(set.intersection(*(set(lv.by_seed) for lv in epochs)))
+    common = set.intersection(*(set(lv.by_seed) for lv in epochs))
+    n = 0
+    while n in common:  # seeds 0, 1, …: a gap ends the sample, as at the comparisons' looks
+        n += 1
+    seeds = list(range(n))
     if len(seeds) < 3:
         return None
     curves = np.array([[lv.by_seed[s] for lv in epochs] for s in seeds])
-    return plateau(curves, MARGINS.get(dataset, 0.003), ALPHA)
+    return plateau_looks(curves, MARGINS.get(dataset, 0.003), ALPHA, LOOKS)
+
+
+def plateau_decision(suite: str, profile: str, dataset: str, group: str, levels: list[Any],
+                     p: Plateau) -> Decision:
+    """The epochs plateau as a comparison `decide` can add seeds to: A = the plateau epoch (or
+    the epoch whose test stopped the sequence), B = the later epoch it was tested against.
+    Outcome: equivalent (a plateau), worse (still rising at the last epoch), open (its next
+    look needs seeds) or undecided (at the cap). Both arms stand for the same long runs."""
+    last = max((lv for lv in levels if lv.label.isdigit()), key=lambda lv: int(lv.label))
+    record = _first(last.records)
+    if p.found:
+        outcome, (e, ref, d, lo, hi) = "equivalent", (p.epoch, p.ref_epoch, p.delta, p.lo, p.hi)
+    elif p.tested:
+        e, ref, d, lo, hi, _ = p.tested[-1]
+        outcome = "worse" if p.rising else "open" if p.next_n else "undecided"
+    else:
+        outcome, (e, ref, d, lo, hi) = ("open" if p.next_n else "undecided",
+                                        (p.epoch, p.ref_epoch, None, None, None))
+    v = Verdict(outcome, p.n_seeds, d, lo, hi, None, p.next_n if outcome == "open" else None,
+                p.margin, p.alpha)
+    return Decision(suite, profile, dataset, group, Arm(f"epoch {e}", dict(last.by_seed), record),
+                    Arm(f"epoch {ref}", dict(last.by_seed), record), v, None)

@@ -127,6 +127,8 @@ def _plateau_cells(q: Question, lv: Level) -> tuple[Cell, Cell, Cell, Cell, Cell
                 dash, dash, Cell(words))
     if lv.label == str(q.plateau.epoch) or not lv.label.isdigit():
         return dash, dash, dash, dash, Cell("–")
+    if not q.plateau.tested:  # fewer seeds than the first look: nothing tested yet
+        return dash, dash, dash, dash, Cell(f"undecided after {q.plateau.n_seeds} seeds")
     return dash, dash, dash, dash, Cell("not tested: below the first epoch that failed")
 
 
@@ -334,8 +336,9 @@ def d2l_section(qs: dict[RunSet, list[Question]], results: Path, out_dir: Path,
         "one of the look it stopped at, and P(level > reference) is the chance that a new seed "
         "of the level beats a new seed of the reference (95% stratified bootstrap CI). The "
         "epochs group is answered as a plateau: the fewest epochs whose accuracy is "
-        "equivalent (paired TOST, 90% interval inside ±m) to the best of the longer runs' "
-        "epochs, testing from the last epoch down and stopping at the first that fails. "
+        "equivalent (paired TOST, its interval inside ±m) to the best of the longer runs' "
+        "epochs, testing from the last epoch down and stopping at the first that fails, at the "
+        "same looks (α/3 each, so seeds may be added to the longest runs until it decides). "
         "The reference is the baseline level (the variant's unchanged recipe), for "
         "the epochs group the longest training. Below "
         f"{MIN_SEEDS} common seeds nothing is tested: each seed's value is shown instead. A "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from report.decisions import Decision
+from report.decisions import Decision, plateau_decision
 
 
 def current(suite: str, profile: str, results: Path) -> list[Decision]:
@@ -36,5 +36,10 @@ def current(suite: str, profile: str, results: Path) -> list[Decision]:
     for r in recs:
         for m in memberships(r):
             groups.setdefault(m["group"] or "default", []).append(m)
-    return [c.decision for q in questions(suite, profile, groups) for c in q.comparisons
-            if c.decision is not None]
+    out: list[Decision] = []
+    for q in questions(suite, profile, groups):
+        out += [c.decision for c in q.comparisons if c.decision is not None]
+        if q.plateau is not None:  # the epochs question: seeds for the long runs' next look
+            out.append(plateau_decision(suite, profile, q.dataset, q.group, q.levels,
+                                        q.plateau))
+    return out

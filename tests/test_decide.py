@@ -69,6 +69,22 @@ def test_d2l_candidates_are_each_groups_best_level_better_first(tmp_path: Path) 
     assert gaps == sorted(gaps, reverse=True)  # the likeliest "better" first
 
 
+def test_the_epochs_plateau_gets_seeds_for_the_long_runs_next_look(tmp_path: Path) -> None:
+    """The epochs question is one comparison for `decide`: its long runs, seeds up to the
+    plateau's next look (its own test is proven in test_sequential)."""
+    write_fixture(tmp_path)
+    ds = current("d2l-ex2", "quick", tmp_path)
+    [p] = [d for d in ds if d.question == "epochs"]
+    assert (p.verdict.outcome, p.verdict.n, p.verdict.next_n) == ("open", 3, LOOKS[0])
+    assert p.words == "undecided after 3 seeds" and p.a.record is p.b.record
+    assert p in candidates(ds, all_levels=False)
+    per, _ = round_runs([p])
+    [runs] = per
+    assert sorted(r.config.seed for r in runs) == [3, 4]
+    assert {r.config.num_epochs for r in runs} == {p.a.record["config"]["num_epochs"]}
+    assert {r.memberships[0]["group"] for r in runs} == {"epochs"}
+
+
 def test_decide_trains_the_open_comparisons_seeds_and_replays(
         tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     small = ["--set", "train_subset=1000", "--set", "test_subset=500", "--set", "num_epochs=1"]
@@ -115,3 +131,24 @@ def test_user_mistakes_are_one_line(argv: list[str], msg: str, tmp_path: Path,
     assert main(["decide", "--results", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0]
+
+
+def test_datasets_and_questions_narrow_the_comparisons(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.decide import selected
+
+    write_fixture(tmp_path)
+    ds = current("d2l-ex2", "quick", tmp_path)
+    assert len({d.question for d in ds}) > 1
+    only = selected(ds, None, "epochs, act*")
+    assert only and {d.question for d in only} <= {"epochs", "activation"}
+    assert "epochs" in {d.question for d in only}
+    assert selected(ds, ["mnist"], None) == [] and selected(ds, ["fashion-mnist"], None) == ds
+    assert main(["decide", "--results", str(tmp_path), "--suite", "d2l-ex2", "--profile",
+                 "quick", "--questions", "epochs", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 comparisons:" in out and "epoch" in out
+    assert main(["decide", "--results", str(tmp_path), "--suite", "d2l-ex2", "--profile",
+                 "quick", "--questions", "nothing*"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no comparison matches --datasets/--questions" in err[0]

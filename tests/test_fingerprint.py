@@ -98,7 +98,8 @@ def test_committed_records_made_on_avx2_and_avx512_cpus_are_this_codes(
     default-init baseline (copied from variants) on an AVX-512 one. Both count as this
     code's on any x86 CPU, and a corrupted fingerprint does not."""
     recs = [r for r in read_jsonl(REPO / "results" / "d2l-ex2" / "reference" / "runs.jsonl")
-            if r["overrides"] in ({"init": "kaiming"}, {}) and r["variant"] == "lenet_tweakable"]
+            if r["overrides"] in ({"init": "kaiming"}, {}) and r["variant"] == "lenet_tweakable"
+            and r["seed"] < 3]  # seeds 0-2: the runs this names (decide may add later ones)
     assert len(recs) == 6
     items = [(config_from_record(r["config"]), r) for r in recs]
     bad = {**recs[0], "code": {**recs[0]["code"], "fingerprint": "0" * 16}}

@@ -264,12 +264,16 @@ def test_too_few_seeds_for_a_look_read_undecided(tmp_path: Path) -> None:
     assert "resolved" not in d2l.split("**Answer", 1)[1]
 
 
+def _epochs_records(curves: list[list[float]]) -> list[dict]:
+    return [synth("lenet_tweakable", s, c[-1], suite="d2l-ex2", profile="quick",
+                  group="epochs", factor="num_epochs", epochs=len(c), history=c,
+                  overrides={"num_epochs": len(c)}) for s, c in enumerate(curves)]
+
+
 def test_epochs_group_is_answered_as_a_plateau(tmp_path: Path) -> None:
-    curves = [[0.70, 0.78, 0.81, 0.82], [0.71, 0.77, 0.80, 0.83], [0.69, 0.79, 0.82, 0.84]]
-    recs = [synth("lenet_tweakable", s, c[-1], suite="d2l-ex2", profile="quick",
-                  group="epochs", factor="num_epochs", epochs=4, history=c,
-                  overrides={"num_epochs": 4}) for s, c in enumerate(curves)]
-    d2l = section(render(recs, tmp_path), "d2l exercises")
+    curves = [[0.70, 0.78, 0.81, 0.82], [0.71, 0.77, 0.80, 0.83], [0.69, 0.79, 0.82, 0.84],
+              [0.70, 0.78, 0.80, 0.82], [0.72, 0.79, 0.81, 0.83]]
+    d2l = section(render(_epochs_records(curves), tmp_path), "d2l exercises")
     table = d2l.split("| dataset | num_epochs |", 1)[1].split("\n\n", 1)[0]
     assert re.findall(r"^\| fashion-mnist \| (\w+) \|", table, flags=re.M) == ["1", "2", "3", "4"]
     assert "lenet_tweakable" not in table
@@ -281,6 +285,16 @@ def test_epochs_group_is_answered_as_a_plateau(tmp_path: Path) -> None:
     assert rows[2].endswith("| worse |") and "vs epoch 4" in rows[2]
     assert all(r.endswith("| not tested: below the first epoch that failed |")
                for r in rows[:2])
+
+
+def test_the_plateau_tests_nothing_before_the_first_look(tmp_path: Path) -> None:
+    """3 seeds: the plateau's first look is at 5 (its seeds may be added after looking)."""
+    curves = [[0.70, 0.78, 0.81, 0.82], [0.71, 0.77, 0.80, 0.83], [0.69, 0.79, 0.82, 0.84]]
+    d2l = section(render(_epochs_records(curves), tmp_path), "d2l exercises")
+    assert "epochs: undecided after 3 seeds: no epoch tested yet; the first look is at 5" in d2l
+    table = d2l.split("| dataset | num_epochs |", 1)[1].split("\n\n", 1)[0]
+    rows = rows_of(table, "fashion-mnist")
+    assert [r.rsplit("|", 2)[1].strip() for r in rows] == ["undecided after 3 seeds"] * 3 + ["–"]
 
 
 def test_a_flat_curve_has_its_plateau_where_it_flattens(tmp_path: Path) -> None:
