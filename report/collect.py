@@ -105,6 +105,24 @@ class Group:
         return None
 
 
+def _shared_recipe(groups: list[Group]) -> dict[str, set[str]]:
+    """Per run set, the override keys every one of its records sets (equal terms' shared
+    recipe): the recipe column shows them, so a label need not repeat them."""
+    out: dict[str, set[str]] = {}
+    for g in groups:
+        for r in g.records:
+            keys = set(r.get("overrides") or {})
+            out[g.runset] = keys if g.runset not in out else out[g.runset] & keys
+    return out
+
+
+def _short_label(g: Group, keys: set[str]) -> str:
+    """The variant and its overrides less `keys`."""
+    ov = {k: v for k, v in (g.records[0].get("overrides") or {}).items() if k not in keys}
+    rest = overrides_label(ov, empty="")
+    return g.variant + (f" {rest}" if rest else "")
+
+
 def group_records(records: list[Record], *, include_d2l: bool = False) -> list[Group]:
     """Groups of seeds, labelled; sorted by dataset then accuracy. The leaderboard leaves out
     the d2l suites (they have their own section); the run summary keeps them."""
@@ -120,8 +138,16 @@ def group_records(records: list[Record], *, include_d2l: bool = False) -> list[G
     groups = list(cells.values())
     multi = len({g.runset for g in groups}) > 1
     devices = len({g.device for g in groups}) > 1
+    shared = _shared_recipe(groups)
     for g in groups:
         g.label = g.variant + (f" {g.overrides}" if g.overrides else "")
+        keys = shared.get(g.runset, set())
+        if keys:  # unless two groups of its run set and dataset would then read alike
+            peers = [x for x in groups if x is not g and (x.runset, x.dataset)
+                     == (g.runset, g.dataset)]
+            short = _short_label(g, keys)
+            if all(_short_label(x, keys) != short for x in peers):
+                g.label = short
         if devices:
             g.label += f" ({g.device})"
         if multi:

@@ -152,11 +152,14 @@ def gap_sentence(ds: str, g: dict[str, Any]) -> str:
     if tp == 0:
         return f"On {ds}, {g['leader']} does not lead the other {k} variants as published."
     share = (tp - te) / tp
+    note = (" (above 100%: on equal terms the others overtake it)" if share > 1 else
+            " (below 0%: on equal terms the gaps are wider than as published)" if share < 0
+            else "")
+    verb = "trail" if te <= 0 else "lead"
     return (f"On {ds}, the other {k} variants trail {g['leader']} as published by "
-            f"{pp(-tp)} pp in total; trained on equal terms, the same pairs differ by "
-            f"{pp(-te)} pp (the networks), so {pp(tp - te)} pp, {100 * share:.0f}% of the "
-            "published gaps, is the recipe (above 100%: on equal terms the others overtake "
-            "it).")
+            f"{abs(100 * tp):.2f} pp in total (summed over them); trained on equal terms, they "
+            f"{verb} it by {abs(100 * te):.2f} pp (the networks), so {100 * share:.0f}% of the "
+            f"published gaps, {abs(100 * (tp - te)):.2f} pp, is the recipe{note}.")
 
 
 def rank_figure(per_ds: dict[str, dict[str, Any]], out_dir: Path) -> str:

@@ -260,7 +260,24 @@ def test_report_checks_each_pick_and_splits_the_published_gaps(tmp_path: Path) -
     assert row["gap_recipe"] == pytest.approx(row["gap_published"] - row["gap_network"])
     sec = equal_terms_section(split, main, tmp_path)
     md = to_markdown("t", [], [sec])
-    assert "of the published gaps, is the recipe" in md
+    share = row["gap_recipe"] / row["gap_published"]  # one other variant: its gap is the total
+    assert (f"trail lenet5 as published by {-100 * row['gap_published']:.2f} pp in total "
+            f"(summed over them); trained on equal terms, they trail it by "
+            f"{-100 * row['gap_network']:.2f} pp (the networks), so {100 * share:.0f}% of the "
+            f"published gaps, {abs(100 * row['gap_recipe']):.2f} pp, is the recipe.") in md
     assert "Not complete yet: the equal-terms leaderboards lack fashion-mnist: " in md
     assert "(fewer than its 5 finished seeds, or none)" in md
     assert (tmp_path / "figures/ranks-published-vs-equal.png").is_file()
+
+
+def test_labels_leave_out_the_shared_recipe_unless_two_groups_would_read_alike() -> None:
+    """Equal terms' finals all override the same keys (the shared recipe, in the recipe
+    column): the leaderboard names them by variant. The selection's lrs of one variant would
+    then read alike, so they keep their overrides."""
+    from report.collect import group_records
+
+    fin = _fin("lenet5", 0.001, [0.99, 0.991, 0.989]) + _fin("mlp", 0.003, [0.98] * 3)
+    assert sorted(g.label for g in group_records(fin)) == ["lenet5", "mlp"]
+    sel = [_sel("mlp", lr, 0.97) for lr in (0.0003, 0.001, 0.003)]
+    assert sorted(g.label for g in group_records(sel)) == [
+        f"mlp holdout=10000, lr={lr}" for lr in ("0.0003", "0.001", "0.003")]
