@@ -13,6 +13,7 @@ same at 99% (0.10 pp): a difference inside ±m is smaller than what one test set
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +44,18 @@ def design(dataset: str) -> Design:
     return Design(margin=MARGINS.get(dataset, 0.003), alpha=ALPHA, looks=LOOKS)
 
 
+def leading_seeds(seeds: Collection[int]) -> int:
+    """How many of seeds 0, 1, 2, … are there before the first missing one: the looks are at
+    fixed numbers of seeds, so a gap ends the sample (a later seed cannot stand in for it)."""
+    n = 0
+    while n in seeds:
+        n += 1
+    return n
+
+
 def seeds_in_order(by_seed: dict[int, float]) -> list[float]:
-    """The values of seeds 0, 1, 2, … up to the first missing one: the looks are at fixed
-    numbers of seeds, so a gap ends the sample (a later seed cannot stand in for it)."""
-    out: list[float] = []
-    while len(out) in by_seed:
-        out.append(by_seed[len(out)])
-    return out
+    """The values of seeds 0, 1, 2, … up to the first missing one (`leading_seeds`)."""
+    return [by_seed[s] for s in range(leading_seeds(by_seed.keys()))]
 
 
 @dataclass
@@ -141,11 +147,7 @@ def epochs_plateau(dataset: str, levels: list[Any]) -> Plateau | None:
     epochs = sorted((lv for lv in levels if lv.label.isdigit()), key=lambda lv: int(lv.label))
     if len(epochs) < 2:
         return None
-    common = set.intersection(*(set(lv.by_seed) for lv in epochs))
-    n = 0
-    while n in common:  # seeds 0, 1, …: a gap ends the sample, as at the comparisons' looks
-        n += 1
-    seeds = list(range(n))
+    seeds = range(leading_seeds(set.intersection(*(set(lv.by_seed) for lv in epochs))))
     if len(seeds) < 3:
         return None
     curves = np.array([[lv.by_seed[s] for lv in epochs] for s in seeds])
