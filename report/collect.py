@@ -6,7 +6,7 @@ Every ordering here is explicit so the same records always give the same report.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,15 +139,13 @@ def group_records(records: list[Record], *, include_d2l: bool = False) -> list[G
     multi = len({g.runset for g in groups}) > 1
     devices = len({g.device for g in groups}) > 1
     shared = _shared_recipe(groups)
+    short = {id(g): _short_label(g, shared.get(g.runset, set())) for g in groups}
+    alike = Counter((g.runset, g.dataset, short[id(g)]) for g in groups)
     for g in groups:
         g.label = g.variant + (f" {g.overrides}" if g.overrides else "")
-        keys = shared.get(g.runset, set())
-        if keys:  # unless two groups of its run set and dataset would then read alike
-            peers = [x for x in groups if x is not g and (x.runset, x.dataset)
-                     == (g.runset, g.dataset)]
-            short = _short_label(g, keys)
-            if all(_short_label(x, keys) != short for x in peers):
-                g.label = short
+        # unless two groups of its run set and dataset would then read alike
+        if shared.get(g.runset) and alike[(g.runset, g.dataset, short[id(g)])] == 1:
+            g.label = short[id(g)]
         if devices:
             g.label += f" ({g.device})"
         if multi:
