@@ -128,6 +128,16 @@ def round_runs(chosen: list[Any]) -> tuple[list[list[PlannedRun]], dict[str, flo
     return out, cost
 
 
+def makespan(costs: list[float], jobs: int) -> float:
+    """Seconds `jobs` workers take for runs of these costs, each run to the least loaded
+    worker, longest first: the pool trains whole runs, so five equal runs on two workers take
+    three runs' time, not two and a half."""
+    loads = [0.0] * max(1, jobs)
+    for c in sorted(costs, reverse=True):
+        loads[loads.index(min(loads))] += c
+    return max(loads)
+
+
 def _only(runs: list[PlannedRun]) -> Callable[[list[PlannedRun]], list[PlannedRun]]:
     """The plan `run` trains: these runs, whatever the suite's own plan holds."""
     return lambda _plan: list(runs)
@@ -157,7 +167,7 @@ def cmd_decide(args: argparse.Namespace, run_suite: Callable[..., int],
 
     `current(suite, profile, results)` gives the comparisons as the report makes them and
     `run_suite` trains (both from bench.cli, which alone joins the library and the report);
-    `jobs`: the runs trained at once (the cost estimate divides by it)."""
+    `jobs`: the runs trained at once (the cost estimate schedules the runs on that many)."""
 
     if args.suite not in DECIDE_SUITES:
         raise UsageError(f"decide works on suites {', '.join(DECIDE_SUITES)}; got "
@@ -186,15 +196,17 @@ def cmd_decide(args: argparse.Namespace, run_suite: Callable[..., int],
             break
         # whole comparisons (both arms' seeds of their next look), the likeliest "better"
         # first, while the estimate fits the budget: a half-trained look decides nothing
-        fits, est = [], 0.0
+        fits: list[PlannedRun] = []
+        est = 0.0
         for rs in per:
-            c = sum(cost[r.run_id] for r in rs) / jobs
-            if spent + est + c > budget:
+            c = makespan([cost[r.run_id] for r in fits + rs], jobs)
+            if spent + c > budget:
                 break
             fits.extend(rs)
-            est += c
+            est = c
         if args.dry_run:
-            print(f"next round: {len(runs)} runs (~{sum(cost.values()) / jobs / 60:.0f} min); "
+            total = makespan(list(cost.values()), jobs)
+            print(f"next round: {len(runs)} runs (~{total / 60:.0f} min); "
                   f"{len(fits)} fit the budget of {args.budget_minutes:g} min")
             why = "dry run"
             break

@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.config import config_from_record, config_key
-from bench.decide import candidates, round_runs
+from bench.decide import candidates, makespan, round_runs
 from report.decisions import LOOKS
 from report.judged import current
 from tests.conftest import read_jsonl
@@ -50,6 +50,16 @@ def test_a_round_asks_for_the_next_looks_seeds_of_both_arms(tmp_path: Path) -> N
     assert len({r.run_id for r in runs}) == len(runs) and set(cost) == {r.run_id for r in runs}
     for r in runs:  # the recorded configuration, seed changed: a real, plannable run
         assert r.run_id == r.config.run_id() and r.config.seed >= 2
+
+
+def test_the_budget_estimate_schedules_whole_runs_on_the_workers() -> None:
+    """Five equal runs on two workers take three runs' time (the pool trains whole runs);
+    one long run bounds the round however many workers are idle."""
+    assert makespan([150.0] * 5, 2) == 450.0
+    assert makespan([150.0] * 5, 1) == 750.0
+    assert makespan([300.0, 100.0, 100.0, 100.0], 2) == 300.0
+    assert makespan([300.0, 10.0], 8) == 300.0
+    assert makespan([], 2) == 0.0
 
 
 def test_d2l_candidates_are_each_groups_best_level_better_first(tmp_path: Path) -> None:
