@@ -75,7 +75,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 # The CUDA path, proven in one short run on a bare GPU machine (no registry, ~15 minutes, 8 files
-# back). gpu-pack (here) gathers the gzipped datasets and the wheels that machine lacks into
+# back). gpu-pack (here) gathers the xz-compressed datasets and the wheels that machine lacks into
 # .gpu-pack (under 60 MiB); gpu-check (there, with .gpu-pack carried) installs from it alone,
 # runs the cuda tests, perf and as much of profile full as fits in 8 minutes, and writes at
 # most 8 files into OUT. Without CUDA it stops in one line, exit 2, before installing anything.

@@ -7,7 +7,7 @@ budget (default 480 s), each phase under its own cap:
 
 1. refuse in one line, exit 2, where torch sees no GPU: before anything is installed;
 2. install from the pack alone (pip --no-index --find-links; the project itself by
-   PYTHONPATH), unpack the gzipped datasets into the cache layout and check their md5s;
+   PYTHONPATH), unpack the xz-compressed datasets into the cache layout and check their md5s;
 3. the cuda tests (pytest -m cuda, JUnit XML);
 4. `lenet-bench perf --device cuda` with CUDA graphs and 5 seeds packed;
 5. profile full of suite variants on CUDA until the budget is spent (records are appended
@@ -21,8 +21,8 @@ perf-cuda.log, runs-full.jsonl, bench-full.log.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
+import lzma
 import os
 import shlex
 import shutil
@@ -189,12 +189,12 @@ class Check:
     def _data(self) -> bool:
         from bench.data import DATASETS, resolve_data_root, verify_dataset
 
-        packed = sorted((self.pack / "data").glob("*/raw/*.gz"))
+        packed = sorted((self.pack / "data").glob("*/raw/*.xz"))
         if packed:
-            for gz in packed:
-                raw = self.data_root / gz.relative_to(self.pack / "data").with_suffix("")
+            for xz in packed:
+                raw = self.data_root / xz.relative_to(self.pack / "data").with_suffix("")
                 raw.parent.mkdir(parents=True, exist_ok=True)
-                raw.write_bytes(gzip.decompress(gz.read_bytes()))
+                raw.write_bytes(lzma.decompress(xz.read_bytes()))
             root = self.data_root
         else:  # a CUDA workstation: its own verified cache will do
             root = resolve_data_root(None)
