@@ -361,6 +361,21 @@ def test_summary_comes_from_the_tables(tmp_path: Path) -> None:
     assert check_summary(md) >= 5
 
 
+def test_a_best_whose_later_seeds_fall_behind_is_not_called_the_highest_mean(
+        tmp_path: Path) -> None:
+    """The best is chosen on the first look's seeds (0-4) so added seeds cannot change which
+    comparisons are asked; when the runner-up's added seeds lift its mean above the best's,
+    the summary says where the best led and by how much it now trails, not "highest mean"."""
+    a = [0.9900, 0.9902, 0.9898, 0.9901, 0.9899] + [0.9850] * 5
+    b = [0.9880, 0.9882, 0.9878, 0.9881, 0.9879] + [0.9920] * 5
+    md = render(seeds("lenet5", a, dataset="mnist") + seeds("lenet5_bn", b, dataset="mnist"),
+                tmp_path)
+    line = next(x for x in section(md, "Summary").splitlines() if x.startswith("- mnist"))
+    assert "`lenet5`, highest mean test accuracy over the first look's seeds (0–4)" in line
+    assert "over all its seeds 98.75 ± 0.26%, 0.25 pp below `lenet5_bn` (99.00" in line
+    assert "`lenet5`, highest mean test accuracy 98" not in line
+
+
 def test_fixture_summary_comes_from_the_tables(rendered_report: Any) -> None:
     assert check_summary(rendered_report.md.read_text()) >= 8
 
