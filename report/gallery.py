@@ -10,6 +10,7 @@ from report.collect import Group, by_dataset, reference_group
 from report.doc import Code, Figure, Heading, Section
 from report.examples import confident_examples, pick_run
 from report.runsets import RunSet
+from report.significance import by_first_look
 from report.stats import MIN_SEEDS
 
 
@@ -21,7 +22,7 @@ def _class_names(ds: str) -> tuple[str, ...]:
 
 def _examples(sec: Section, gs: list[Group], ds: str, results: Path, out_dir: Path,
               data_root: Path | None, tag: str = "") -> None:
-    best = next((g for g in gs if g.ok), None)
+    best = next(iter(by_first_look(gs)), None)  # the leaderboard's best
     if best is None:
         return
     run, why = pick_run(best, results)
@@ -83,7 +84,7 @@ def _runset_figures(sec: Section, groups: list[Group], results: Path, out_dir: P
                               "seeds; log scale, zero drawn at 0.001%).", "top-k error"))
         sec.add(Heading(3, "Confusion matrices", f"fig-confusion{tag}"))
         for ds, gs in by_dataset(groups).items():
-            best = next((g for g in gs if g.ok), None)
+            best = next(iter(by_first_look(gs)), None)  # the leaderboard's best
             if best is None:
                 continue
             ref = reference_group(gs)

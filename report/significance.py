@@ -71,11 +71,16 @@ def truncated(groups: list[Group]) -> list[tuple[Group, str]]:
     return out
 
 
+def by_first_look(groups: list[Group]) -> list[Group]:
+    """The groups that trained, best first: by the mean over the first look's seeds
+    (early_mean; with 5 seeds or fewer, the mean), fixed, so seeds the sequential rule adds
+    cannot change the questions, nor which variant the figures show as the best."""
+    return sorted((g for g in groups if rankable(g)), key=lambda g: (-early_mean(g), g.label))
+
+
 def test_dataset(rs: RunSet, ds: str, groups: list[Group]) -> DatasetTest:
     dt = DatasetTest(rs, ds, groups)
-    # best: the highest mean over the first look's seeds (early_mean; with 5 seeds or fewer,
-    # the mean), fixed, so seeds the sequential rule adds cannot change the questions
-    ranked = sorted((g for g in groups if rankable(g)), key=lambda g: (-early_mean(g), g.label))
+    ranked = by_first_look(groups)
     if not ranked:
         dt.absent = "no variant has a finished run that trained"
         return dt
