@@ -374,6 +374,14 @@ def test_a_best_whose_later_seeds_fall_behind_is_not_called_the_highest_mean(
     assert "`lenet5`, highest mean test accuracy over the first look's seeds (0–4)" in line
     assert "over all its seeds 98.75 ± 0.26%, 0.25 pp below `lenet5_bn` (99.00" in line
     assert "`lenet5`, highest mean test accuracy 98" not in line
+    # the figures show the same best (report.gallery calls by_first_look), not the mean leader
+    from report.collect import group_records
+    from report.significance import by_first_look
+
+    groups = group_records(seeds("lenet5", a, dataset="mnist")
+                           + seeds("lenet5_bn", b, dataset="mnist"))
+    assert [g.variant for g in by_first_look(groups)] == ["lenet5", "lenet5_bn"]
+    assert max(groups, key=lambda g: g.mean_acc()).variant == "lenet5_bn"
 
 
 def test_fixture_summary_comes_from_the_tables(rendered_report: Any) -> None:
