@@ -10,7 +10,8 @@ report gives the same words.
 
 For the d2l groups only the candidates get seeds by default: per group and dataset, the level
 with the highest mean while it is open against the reference; the largest Δ so far goes
-first. `--all-levels` adds seeds to every open level.
+first. `--all-levels` adds seeds to every open level. Picking on the seeds is why each level
+is judged at α/k (report.decisions splits α over the candidates of a pick).
 """
 
 from __future__ import annotations

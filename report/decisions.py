@@ -9,6 +9,15 @@ configurations still need seeds. The epochs question is answered as a plateau in
 Margins (m, the difference that matters): 0.3 pp on Fashion-MNIST, about the binomial SD of a
 10,000-image test set at 90% accuracy (√(0.9·0.1/10,000) = 0.30 pp), and 0.1 pp on MNIST, the
 same at 99% (0.10 pp): a difference inside ±m is smaller than what one test set can resolve.
+
+Selection: the best variant of a leaderboard, and the level of a d2l group that `decide` gives
+seeds to, are picked after seeing seeds that the comparison then reuses, which inflates the
+error of a comparison with that arm (simulated, 9 equal variants: a false "worse" in 8% of
+the comparisons with the best at α = 0.05). So α is split over the candidates the pick chose
+from (Bonferroni; as in Hsu's multiple comparisons with the best, 1996): a comparison of X
+with the best can only err where X against some other variant would err under its own fixed
+rule, so α/(V − 1) each keeps it at α; a d2l group's k levels get α/k each, which keeps the
+picked level's claims at α whichever level the pick lands on (tests/test_selection.py).
 """
 
 from __future__ import annotations
@@ -35,13 +44,19 @@ MARGINS = {"mnist": 0.001, "fashion-mnist": 0.003}
 LOOKS = (5, 10, 15)
 ALPHA = 0.05
 
-RULE = (f"sequential rule: {METHOD}; α = {ALPHA} per comparison, looks at "
+RULE = (f"sequential rule: {METHOD}; α = {ALPHA} per comparison, split over the candidates "
+        "a pick chose from (Bonferroni: α/(V − 1) against a leaderboard's best of V variants, "
+        "α/k for each of a d2l group's k levels), looks at "
         f"{', '.join(map(str, LOOKS))} seeds per arm (cap {LOOKS[-1]}), margins "
         + ", ".join(f"±{100 * m:.1f} pp on {ds}" for ds, m in sorted(MARGINS.items())))
 
 
-def design(dataset: str) -> Design:
-    return Design(margin=MARGINS.get(dataset, 0.003), alpha=ALPHA, looks=LOOKS)
+def design(dataset: str, candidates: int = 1) -> Design:
+    """The rule for one comparison; `candidates`: how many arms a pick of one of its arms
+    chose from (1: none), over which α is split (see the module docstring)."""
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates!r}")
+    return Design(margin=MARGINS.get(dataset, 0.003), alpha=ALPHA / candidates, looks=LOOKS)
 
 
 def leading_seeds(seeds: Collection[int]) -> int:
@@ -90,10 +105,10 @@ class Decision:
         return self.verdict.words()
 
 
-def judge(suite: str, profile: str, dataset: str, question: str, a: Arm, b: Arm
-          ) -> Decision:
+def judge(suite: str, profile: str, dataset: str, question: str, a: Arm, b: Arm,
+          candidates: int = 1) -> Decision:
     va, vb = a.values, b.values
-    v = decide(va, vb, design(dataset))
+    v = decide(va, vb, design(dataset, candidates))
     n = v.n  # the seeds judged: the deciding look's, the cap's, or all there are (open)
     p = prob_improvement(va[:n], vb[:n]) if n >= 3 else None
     return Decision(suite, profile, dataset, question, a, b, v, p)
@@ -116,21 +131,25 @@ def early_mean(g: Group) -> float:
 def versus_best(suite: str, profile: str, dataset: str, best: Group, others: list[Group]
                 ) -> dict[str, Decision]:
     """Each other variant against the best (A = variant, B = best: Δ = variant − best, as
-    the significance table shows it), by label."""
+    the significance table shows it), by label. The best was picked from all V variants, so
+    each comparison gets α/(V − 1): the best could have been any of X's V − 1 rivals."""
     b = group_arm(best)
-    return {g.label: judge(suite, profile, dataset, BEST_VS_OTHERS, group_arm(g), b)
+    return {g.label: judge(suite, profile, dataset, BEST_VS_OTHERS, group_arm(g), b,
+                           max(1, len(others)))
             for g in others}
 
 
 def level_decisions(suite: str, profile: str, dataset: str, group: str, levels: list[Any],
                     reference: Any) -> list[Decision]:
-    """A d2l group: each trained level against the group's reference level (Δ = level − ref)."""
+    """A d2l group: each trained level against the group's reference level (Δ = level − ref),
+    at α/k for k levels: `decide` gives seeds to the level with the highest mean, a pick."""
     if reference is None or not reference.trained:
         return []
     ref = Arm(reference.label, dict(reference.by_seed), _first(reference.records))
+    judged = [lv for lv in levels if lv is not reference and lv.trained]
     return [judge(suite, profile, dataset, group, Arm(lv.label, dict(lv.by_seed),
-                                                        _first(lv.records)), ref)
-            for lv in levels if lv is not reference and lv.trained]
+                                                        _first(lv.records)), ref, len(judged))
+            for lv in judged]
 
 
 def _first(records: list[Record]) -> Record | None:

@@ -165,9 +165,9 @@ def significance_section(tests: list[DatasetTest], many_devices: bool) -> Sectio
         "P(variant > best): the chance that a new seed of the variant beats a new seed of the "
         "best (Mann–Whitney over the seeds judged), with a 95% stratified bootstrap CI as "
         "rliable reports it (Agarwal et al. 2021; Bouthillier et al. 2021 recommend it). The "
-        "best is the highest mean over seeds 0–4, picked after seeing them, so read borderline "
-        "verdicts with care. A "
-        "table is printed only where every variant trained its full recipe, and a row is "
+        "best is the highest mean over seeds 0–4, picked after seeing them, which is why α is "
+        "split over its V − 1 rivals (docs/decide.md, tests/test_selection.py). A table is "
+        "printed only where every variant trained its full recipe, and a row is "
         f"tested only with at least {MIN_SEEDS} finished seeds on both sides; variants whose "
         f"runs all did not train are left out. α = {ALPHA}."
     )

@@ -112,7 +112,9 @@ def test_answer_worse_and_diverged() -> None:
                           _lv("0.5", 0.5, [0.81, "diverged", "diverged"])], 1)
     from bench.sequential import look
 
-    v = look(low, ref, design("fashion-mnist"), 0)
+    # both levels trained (0.5 on one seed): each is judged at α/2, the split over the levels
+    v = look(low, ref, design("fashion-mnist", 2), 0)
+    assert v.alpha == 0.05 / 2
     assert f"worse than the reference: lr 0.01 {pp(v.delta)} {pp_interval(v.lo, v.hi)}" in text
     assert "undecided after 1 seed: lr 0.5" in text
     assert "0.5 (2 diverged, 0 failed)" in text and "Holm" not in text
