@@ -92,3 +92,14 @@ def test_split_over_the_levels_the_picked_level_keeps_alpha() -> None:
         out = _picked_level(k, split=True)
         assert float(np.isin(out, ("better", "worse")).mean()) <= BOUND
     assert set(out) <= {"better", "worse", "equivalent", "undecided"}
+
+
+if __name__ == "__main__":  # the table in docs/decide.md: python -m tests.test_selection
+    for v in (9, 3):
+        print(f"best of {v}: plain {_best_vs_others(v, False):.1%}, "
+              f"split {_best_vs_others(v, True):.1%}")
+    for k in (4, 2):
+        plain, split = _picked_level(k, False), _picked_level(k, True)
+        print(f"picked of {k} levels: plain {np.isin(plain, ('better', 'worse')).mean():.1%} "
+              f"({np.mean(plain == 'better'):.1%} better), "
+              f"split {np.isin(split, ('better', 'worse')).mean():.1%}")
