@@ -95,6 +95,11 @@ def test_split_over_the_levels_the_picked_level_keeps_alpha() -> None:
 
 
 if __name__ == "__main__":  # the table in docs/decide.md: python -m tests.test_selection
+    from scipy import stats
+
+    for n in LOOKS:  # how much wider the split makes the interval against the best of 9
+        q = [stats.t.ppf(1 - ALPHA / (2 * len(LOOKS) * c), n - 1) for c in (1, 8, 9)]
+        print(f"{n} seeds: interval x{q[1] / q[0]:.2f} (alpha/8), x{q[2] / q[0]:.2f} (alpha/9)")
     for v in (9, 3):
         print(f"best of {v}: plain {_best_vs_others(v, False):.1%}, "
               f"split {_best_vs_others(v, True):.1%}")
